@@ -1,0 +1,222 @@
+/**
+ * The environment schema. The only module that reads `process.env` (through `loadConfig(env)`):
+ * every variable with its default, unit and meaning; a bad value stops the process with a message
+ * naming each variable at fault (secrets are never echoed). The README configuration table is
+ * generated from `CONFIG_DOCS` below (see `test/unit/readme.test.ts`).
+ */
+import { z } from 'zod';
+
+const KIB = 1024;
+const MIB = 1024 * KIB;
+const GIB = 1024 * MIB;
+
+const UNITS: Record<string, number> = { b: 1, kb: 1000, kib: KIB, mb: 1e6, mib: MIB, gb: 1e9, gib: GIB };
+
+/** `268435456`, `256MiB`, `10 GiB`, `1.5GB` → bytes. */
+const bytes = z.string().transform((raw, ctx) => {
+  const match = /^(\d+(?:\.\d+)?)\s*([a-zA-Z]*)$/.exec(raw.trim());
+  const factor = match ? UNITS[(match[2] || 'b').toLowerCase()] : undefined;
+  if (!match || factor === undefined) {
+    ctx.addIssue({ code: 'custom', message: 'expected a byte size such as 268435456, 256MiB or 10GiB' });
+    return z.NEVER;
+  }
+  return Math.floor(Number(match[1]) * factor);
+});
+
+const int = (min: number, max = Number.MAX_SAFE_INTEGER) =>
+  z
+    .string()
+    .regex(/^\d+$/, `expected a whole number from ${min} to ${max}`)
+    .transform(Number)
+    .pipe(z.number().int().min(min, `expected at least ${min}`).max(max, `expected at most ${max}`));
+
+const bool = z.enum(['true', 'false', '1', '0']).transform((v) => v === 'true' || v === '1');
+
+const url = z.string().url('expected an absolute URL such as https://api.segmind.com').refine(
+  (u) => /^https?:\/\//.test(u),
+  'expected an http(s) URL',
+);
+
+/** One entry per variable: schema (with its default as the string a user would write) and meaning. */
+const VARIABLES = {
+  PORT: { schema: int(0, 65535), default: '3000', doc: 'Port to listen on.' },
+  HOST: { schema: z.string().min(1), default: '0.0.0.0', doc: 'Address to listen on.' },
+  LOG_LEVEL: {
+    schema: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']),
+    default: 'info',
+    doc: 'pino log level.',
+  },
+  UPSCALE_ENGINE: {
+    schema: z.enum(['auto', 'segmind', 'local']),
+    default: 'auto',
+    doc: '`segmind`, `local`, or `auto` (segmind when `SEGMIND_API_KEY` is set, else local).',
+  },
+  SEGMIND_API_KEY: {
+    schema: z.string().min(1, 'expected a non-empty key'),
+    secret: true,
+    doc: 'Segmind API key, sent as `x-api-key`. Never logged, never echoed.',
+  },
+  SEGMIND_BASE_URL: { schema: url, default: 'https://api.segmind.com', doc: 'The upstream API root.' },
+  SEGMIND_MODE: {
+    schema: z.enum(['async', 'sync']),
+    default: 'async',
+    doc: '`async`: v2 submit + poll; `sync`: v1, one request answered with the image.',
+  },
+  SEGMIND_POLL_INTERVAL_MS: { schema: int(10, 60_000), default: '1000', doc: 'v2 poll cadence, ms.' },
+  SEGMIND_IMAGE_DELIVERY: {
+    schema: z.enum(['base64', 'url']),
+    default: 'base64',
+    doc: 'How the source travels upstream: inline base64, or `url` (`{PUBLIC_BASE_URL}/sources/<hash>`).',
+  },
+  UPSTREAM_CONCURRENCY: { schema: int(1, 256), default: '4', doc: 'Most engine calls in flight at once.' },
+  UPSTREAM_RPM: { schema: int(1, 100_000), default: '60', doc: 'Most engine submissions per minute.' },
+  UPSTREAM_TIMEOUT_MS: { schema: int(1000), default: '600000', doc: 'Give up on one upstream job after this many ms.' },
+  UPSTREAM_RETRIES: {
+    schema: int(0, 20),
+    default: '4',
+    doc: 'Retries of a 429/5xx/connection failure before answering 503.',
+  },
+  UPSTREAM_DAILY_LIMIT: {
+    schema: int(0),
+    doc: 'Most upstream submissions per UTC day; unset: no limit. Past it: 503.',
+  },
+  UPSTREAM_FALLBACK: {
+    schema: z.enum(['none', 'local']),
+    default: 'none',
+    doc: '`local`: answer with the local engine (briefly cached) while the upstream is out of credits, rejects the key or is down.',
+  },
+  FAILED_TTL_SECONDS: {
+    schema: int(0),
+    default: '3600',
+    doc: 'How long an upstream FAILED answer is remembered (422) so the payload is not paid for again.',
+  },
+  FALLBACK_TTL_SECONDS: { schema: int(0), default: '300', doc: 'How long a fallback result is cached.' },
+  REQUEST_TIMEOUT_MS: {
+    schema: int(100),
+    default: '120000',
+    doc: 'Longest a request waits for an upscale; past it 504 + `Retry-After`, and the work still lands in the cache.',
+  },
+  CACHE_DIR: { schema: z.string().min(1), default: './.cache', doc: 'Disk tier, source store and job journal.' },
+  CACHE_DISK_MAX_BYTES: {
+    schema: bytes,
+    default: '10GiB',
+    doc: 'Disk tier size; variants are evicted first, paid masters never.',
+  },
+  CACHE_MEMORY_MAX_BYTES: { schema: bytes, default: '256MiB', doc: 'Memory tier size (LRU).' },
+  SOURCE_MAX_BYTES: { schema: bytes, default: '25MiB', doc: 'Largest accepted source upload (413 past it).' },
+  SOURCE_MAX_PIXELS: {
+    schema: int(1),
+    default: '50000000',
+    doc: 'Largest accepted source, in pixels (sharp `limitInputPixels`; 413 past it).',
+  },
+  OUTPUT_MAX_PIXELS: {
+    schema: int(1),
+    default: '100000000',
+    doc: 'Largest upscaled master, in pixels (source × scale²); larger requests are a 400.',
+  },
+  LOCAL_MODEL: {
+    schema: z.enum(['esrgan-slim', 'esrgan-medium', 'esrgan-thick']),
+    default: 'esrgan-slim',
+    doc: 'UpscalerJS ESRGAN model the local engine runs.',
+  },
+  LOCAL_WORKERS: { schema: int(1, 64), default: '2', doc: 'Inference worker threads of the local engine.' },
+  LOCAL_TILE_SIZE: { schema: int(32, 1024), default: '128', doc: 'Tile edge (px) fed to the model.' },
+  LOCAL_TILE_OVERLAP: {
+    schema: int(0, 128),
+    default: '16',
+    doc: 'Overlap (px) around each tile, so borders do not show as seams.',
+  },
+  AVIF_EFFORT: {
+    schema: int(0, 9),
+    default: '2',
+    doc: 'AVIF encoder effort (0-9): 4 is sharp\'s default but takes seconds per image (bench/RESULTS.md).',
+  },
+  REDIS_URL: {
+    schema: z.string().regex(/^rediss?:\/\//, 'expected a redis:// or rediss:// URL'),
+    secret: true,
+    doc: 'Enables the shared Redis tier.',
+  },
+  REDIS_PREFIX: { schema: z.string().min(1), default: 'clarity-cdn', doc: 'Namespace of every Redis key.' },
+  REDIS_MASTER_TTL_SECONDS: { schema: int(1), default: String(30 * 86400), doc: 'TTL of masters in Redis.' },
+  REDIS_VARIANT_TTL_SECONDS: { schema: int(1), default: String(7 * 86400), doc: 'TTL of variants in Redis.' },
+  REDIS_MAX_VALUE_BYTES: {
+    schema: bytes,
+    default: '8MiB',
+    doc: 'Values larger than this stay out of Redis (disk only).',
+  },
+  REDIS_TIMEOUT_MS: {
+    schema: int(1, 60_000),
+    default: '250',
+    doc: 'Longest a Redis operation may hold a request; past it, a miss.',
+  },
+  SIGNING_KEY: { schema: z.string().min(16, 'expected at least 16 characters'), secret: true, doc: 'When set, `/upscale` requires a valid `sig`.' },
+  ADMIN_TOKEN: {
+    schema: z.string().min(16, 'expected at least 16 characters'),
+    secret: true,
+    doc: 'When set, `POST /sources` requires `Authorization: Bearer <token>`.',
+  },
+  PUBLIC_BASE_URL: { schema: url, doc: 'The proxy\'s public root, for absolute URLs it hands out.' },
+} as const satisfies Record<
+  string,
+  { schema: z.ZodType<unknown, string>; default?: string; doc: string; secret?: boolean }
+>;
+
+type Variables = typeof VARIABLES;
+type Name = keyof Variables;
+type Value<N extends Name> = z.output<Variables[N]['schema']>;
+
+/** The validated configuration; optional variables without a default are `undefined` when unset. */
+export type Config = Readonly<{
+  [N in Name]: Variables[N] extends { default: string } ? Value<N> : Value<N> | undefined;
+}>;
+
+/** For the README table: name, default, meaning. */
+export const CONFIG_DOCS = (Object.entries(VARIABLES) as [Name, Variables[Name]][]).map(([name, v]) => ({
+  name,
+  default: 'default' in v ? v.default : undefined,
+  doc: v.doc,
+}));
+
+export class ConfigError extends Error {
+  constructor(readonly problems: string[]) {
+    super(`invalid configuration:\n${problems.map((p) => `  - ${p}`).join('\n')}`);
+    this.name = 'ConfigError';
+  }
+}
+
+/** Validates every variable at once; throws a `ConfigError` listing each bad one by name. */
+export function loadConfig(env: Record<string, string | undefined> = process.env): Config {
+  const out: Record<string, unknown> = {};
+  const problems: string[] = [];
+  for (const [name, spec] of Object.entries(VARIABLES) as [Name, Variables[Name]][]) {
+    const raw = env[name] === '' ? undefined : env[name];
+    const given = raw ?? ('default' in spec ? spec.default : undefined);
+    if (given === undefined) {
+      out[name] = undefined;
+      continue;
+    }
+    const parsed = (spec.schema as z.ZodType<unknown, string>).safeParse(given);
+    if (parsed.success) out[name] = parsed.data;
+    else {
+      const shown = 'secret' in spec && spec.secret ? '(value hidden)' : JSON.stringify(given);
+      problems.push(`${name}=${shown}: ${parsed.error.issues.map((i) => i.message).join('; ')}`);
+    }
+  }
+  const config = out as Config;
+  if (problems.length === 0) {
+    if (config.UPSCALE_ENGINE === 'segmind' && !config.SEGMIND_API_KEY) {
+      problems.push('SEGMIND_API_KEY: required when UPSCALE_ENGINE=segmind');
+    }
+    if (config.SEGMIND_IMAGE_DELIVERY === 'url' && !config.PUBLIC_BASE_URL) {
+      problems.push('PUBLIC_BASE_URL: required when SEGMIND_IMAGE_DELIVERY=url');
+    }
+  }
+  if (problems.length > 0) throw new ConfigError(problems);
+  return Object.freeze(config);
+}
+
+/** The engine `auto` resolves to. */
+export function resolveEngine(config: Config): 'segmind' | 'local' {
+  if (config.UPSCALE_ENGINE !== 'auto') return config.UPSCALE_ENGINE;
+  return config.SEGMIND_API_KEY ? 'segmind' : 'local';
+}

@@ -1,0 +1,28 @@
+/**
+ * pino, with every place a secret could surface redacted: the API key, auth headers, Redis URLs
+ * (which may carry a password). Logged object first, then message; errors under `err`.
+ */
+import { pino, type DestinationStream, type Logger } from 'pino';
+
+export type { Logger };
+
+export const REDACT_PATHS = [
+  'apiKey',
+  '*.apiKey',
+  'SEGMIND_API_KEY',
+  '*.SEGMIND_API_KEY',
+  'REDIS_URL',
+  '*.REDIS_URL',
+  'SIGNING_KEY',
+  'ADMIN_TOKEN',
+  'headers["x-api-key"]',
+  'headers.authorization',
+  'req.headers["x-api-key"]',
+  'req.headers.authorization',
+  '*.headers["x-api-key"]',
+  '*.headers.authorization',
+];
+
+export function createLogger(level: string, destination?: DestinationStream): Logger {
+  return pino({ level, redact: { paths: REDACT_PATHS, censor: '[redacted]' } }, destination);
+}

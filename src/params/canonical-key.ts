@@ -1,0 +1,40 @@
+/**
+ * Cache identities. Keys hash a JSON array of sorted `[name, value]` pairs: JSON keeps types and
+ * cannot collide the way delimiter-joined strings do (undici's dedupe key learned this), and
+ * numbers are already normalized by the parser (`0.40` → 0.4), so equal payloads give equal keys
+ * whatever their spelling or order in the URL.
+ */
+import { createHash } from 'node:crypto';
+import type { ClarityParams, OutputFormat } from './types.js';
+
+function sha256(value: unknown): string {
+  return createHash('sha256').update(JSON.stringify(value)).digest('hex');
+}
+
+function sortedPairs(record: object): [string, unknown][] {
+  return Object.entries(record)
+    .map(([k, v]): [string, unknown] => [k, v === undefined ? null : v])
+    .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
+}
+
+/**
+ * Identity of what an engine produces: the source, the engine (with its model) and every clarity
+ * field with defaults filled. Output fields stay out: every variant of a master shares it.
+ */
+export function masterKey(source: string, engineId: string, clarity: ClarityParams): string {
+  return sha256(['master', ['engine', engineId], ['source', source], ...sortedPairs(clarity)]);
+}
+
+/** What a variant is made of once the output stage has resolved defaults and negotiation. */
+export interface VariantSpec {
+  format: OutputFormat;
+  quality: number;
+  width?: number;
+  height?: number;
+  fit: string;
+}
+
+/** Identity of one encoded output of a master. Also its strong ETag. */
+export function variantKey(master: string, spec: VariantSpec): string {
+  return sha256(['variant', ['master', master], ...sortedPairs(spec)]);
+}
