@@ -1,0 +1,81 @@
+/**
+ * The one place errors become responses: a `CdnError` is an RFC 9457 problem+json with its own
+ * status; anything else is a generic 500 that says nothing of its cause. Logged once, here, by
+ * class: 4xx at info without a stack, 5xx at error with `err`.
+ */
+import type { ErrorRequestHandler, Response } from 'express';
+import { CdnError } from '../errors.js';
+import type { Logger } from '../logger.js';
+import { SourceTooLargeError } from '../sources/index.js';
+import { InvalidParamError } from '../params/index.js';
+
+export class RequestError extends CdnError {
+  readonly status: number;
+  readonly code: string;
+  readonly title: string;
+  constructor(status: number, code: string, title: string, options: ConstructorParameters<typeof CdnError>[0]) {
+    super(options);
+    this.status = status;
+    this.code = code;
+    this.title = title;
+  }
+}
+
+/** Body-parser and Express errors that carry their own HTTP meaning. */
+function fromFramework(error: unknown, limitBytes: number): CdnError | undefined {
+  if (typeof error !== 'object' || error === null) return undefined;
+  const { type, status } = error as { type?: string; status?: number };
+  if (type === 'entity.too.large') {
+    return new SourceTooLargeError({
+      detail: `the body is larger than ${limitBytes} bytes (SOURCE_MAX_BYTES)`,
+      allowed: `at most ${limitBytes} bytes`,
+    });
+  }
+  if (type === 'entity.parse.failed' || type === 'encoding.unsupported' || type === 'charset.unsupported') {
+    return new InvalidParamError({ param: 'body', detail: 'the request body could not be read' });
+  }
+  if (type === 'request.aborted') return undefined;
+  if (typeof status === 'number' && status >= 400 && status < 500) {
+    return new RequestError(status, 'BAD_REQUEST', 'Bad request', { detail: 'the request could not be processed' });
+  }
+  return undefined;
+}
+
+export function sendProblem(res: Response, error: CdnError, instance?: string): void {
+  const body: Record<string, unknown> = {
+    type: error.type,
+    title: error.title,
+    status: error.status,
+    code: error.code,
+    detail: error.detail,
+  };
+  if (error.param !== undefined) body.param = error.param;
+  if (error.allowed !== undefined) body.allowed = error.allowed;
+  if (instance) body.instance = instance;
+  if (error.retryAfterSeconds !== undefined) res.setHeader('Retry-After', String(error.retryAfterSeconds));
+  // An invalid URL stays invalid: let caches keep the 400. Everything else may change.
+  res.setHeader('Cache-Control', error.status === 400 ? 'public, max-age=3600' : 'no-store');
+  res.removeHeader('ETag');
+  res.status(error.status).type('application/problem+json').send(JSON.stringify(body));
+}
+
+export function errorHandler(logger: Logger, options: { sourceMaxBytes: number }): ErrorRequestHandler {
+  return (error: unknown, req, res, next) => {
+    if (res.headersSent) return next(error);
+    const known = error instanceof CdnError ? error : fromFramework(error, options.sourceMaxBytes);
+    const instance = req.originalUrl.split('?')[0];
+    if (known) {
+      const line = { code: known.code, status: known.status, method: req.method, url: instance };
+      if (known.status >= 500) logger.error({ ...line, err: error }, known.detail);
+      else logger.info(line, known.detail);
+      sendProblem(res, known, instance);
+      return;
+    }
+    logger.error({ err: error, method: req.method, url: instance }, 'unexpected error');
+    sendProblem(
+      res,
+      new RequestError(500, 'INTERNAL', 'Internal error', { detail: 'an unexpected error occurred; it has been logged' }),
+      instance,
+    );
+  };
+}

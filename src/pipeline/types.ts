@@ -1,0 +1,39 @@
+import type { CacheEntry } from '../cache/types.js';
+import type { SourceImage } from '../engines/types.js';
+import type { SourceInfo } from '../sources/index.js';
+
+/** What the pipeline needs of the tiered cache. */
+export interface PipelineCache {
+  get(key: string): Promise<{ entry: CacheEntry; tier: string } | undefined>;
+  set(key: string, entry: CacheEntry): Promise<void>;
+  delete(key: string): Promise<void>;
+}
+
+/** What the pipeline needs of the source store. */
+export interface PipelineSources {
+  head(hash: string): Promise<SourceInfo | undefined>;
+  get(hash: string): Promise<SourceImage | undefined>;
+}
+
+export interface UpscaleResult {
+  data: Buffer;
+  contentType: string;
+  width: number;
+  height: number;
+  /** Strong validator: the variant key. */
+  etag: string;
+  /** The format came from `Accept`. */
+  vary: boolean;
+  /** `HIT` when no engine ran for this request. */
+  cache: 'HIT' | 'MISS';
+  /** Where it came from: `memory`, `redis`, `disk`, `disk+transform` (master hit), `engine`. */
+  tier: string;
+  /** Engine id that made the master. */
+  engine: string;
+  /** Clarity fields the request set that this engine does not act on. */
+  ignored: string[];
+  timings: { engineMs?: number; transformMs?: number };
+  /** Served by the fallback engine; cacheable for `maxAgeSeconds` only. */
+  fallback?: boolean;
+  maxAgeSeconds?: number;
+}
