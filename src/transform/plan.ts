@@ -1,0 +1,56 @@
+/**
+ * Output planning: what the transform will produce, decided from values alone, before any image
+ * work, so the variant key (and the ETag for a 304) is known without decoding anything.
+ */
+import type { VariantSpec } from '../params/canonical-key.js';
+import type { OutputFormat, OutputParams } from '../params/types.js';
+import { negotiateFormat } from './accept.js';
+
+export interface OutputPlan extends VariantSpec {
+  format: OutputFormat;
+  fit: OutputParams['fit'];
+  /** The format came from `Accept` (`format=auto`): responses carry `Vary: Accept`. */
+  vary: boolean;
+  /** MIME type of the encoded variant. */
+  contentType: string;
+}
+
+/**
+ * Encoder quality when the request gives none. avif's scale is not webp's: 50 there looks like
+ * about 80 here. png is lossless, so its "quality" is a constant.
+ */
+export const DEFAULT_QUALITY: Readonly<Record<OutputFormat, number>> = Object.freeze({
+  webp: 80,
+  avif: 50,
+  jpeg: 80,
+  png: 100,
+});
+
+export const CONTENT_TYPES: Readonly<Record<OutputFormat, string>> = Object.freeze({
+  webp: 'image/webp',
+  avif: 'image/avif',
+  jpeg: 'image/jpeg',
+  png: 'image/png',
+});
+
+/**
+ * Resolves negotiation and defaults into one canonical plan. Requests that would render the same
+ * bytes get equal plans, so they share one variant key: png ignores `quality`, and `fit` only
+ * matters when both `w` and `h` are set.
+ */
+export function planOutput(output: OutputParams, accept: string | undefined, hasAlpha: boolean): OutputPlan {
+  const vary = output.format === 'auto';
+  const format = vary ? negotiateFormat(accept, hasAlpha) : (output.format as OutputFormat);
+  const quality = format === 'png' ? DEFAULT_QUALITY.png : (output.quality ?? DEFAULT_QUALITY[format]);
+  const fit = output.w !== undefined && output.h !== undefined ? output.fit : 'inside';
+  // Absent sizes are left out rather than set to undefined: the variant key hashes own properties.
+  return {
+    format,
+    quality,
+    ...(output.w !== undefined ? { width: output.w } : {}),
+    ...(output.h !== undefined ? { height: output.h } : {}),
+    fit,
+    vary,
+    contentType: CONTENT_TYPES[format],
+  };
+}
