@@ -1,0 +1,3 @@
+export { createLocalEngine, type LocalEngineOptions } from './engine.js';
+export { LocalEngineError } from './errors.js';
+export { MODEL_NAMES, type ModelName } from './protocol.js';
