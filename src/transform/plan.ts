@@ -54,3 +54,13 @@ export function planOutput(output: OutputParams, accept: string | undefined, has
     contentType: CONTENT_TYPES[format],
   };
 }
+
+/**
+ * The plan's cache identity alone. `variantKey` hashes every own property it is given, and `vary`
+ * and `contentType` follow from how the format was chosen, not from the bytes: `format=webp` and
+ * `format=auto` resolved to webp render the same variant and should share its key.
+ */
+export function variantSpec(plan: OutputPlan): VariantSpec {
+  const { vary: _vary, contentType: _contentType, ...spec } = plan;
+  return spec;
+}

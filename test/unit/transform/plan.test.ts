@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import type { OutputParams } from '../../../src/params/types.js';
 import { variantKey } from '../../../src/params/canonical-key.js';
-import { planOutput } from '../../../src/transform/index.js';
+import { planOutput, variantSpec } from '../../../src/transform/index.js';
 
 const CHROME = 'image/avif,image/webp,image/apng,image/svg+xml,image/*,*/*;q=0.8';
 const out = (o: Partial<OutputParams> = {}): OutputParams => ({ format: 'auto', fit: 'inside', ...o });
@@ -72,5 +72,15 @@ describe('planOutput', () => {
     const a = planOutput(out({ format: 'png', quality: 10, w: 100, fit: 'cover' }), undefined, false);
     const b = planOutput(out({ format: 'png', w: 100 }), undefined, false);
     expect(variantKey('m', a)).toBe(variantKey('m', b));
+  });
+
+  it('variantSpec drops what does not change the bytes: explicit webp and negotiated webp share a key', () => {
+    const explicit = planOutput(out({ format: 'webp', w: 100 }), undefined, false);
+    const negotiated = planOutput(out({ w: 100 }), 'image/webp,*/*', false);
+    expect(negotiated.vary).toBe(true);
+    expect(variantSpec(explicit)).toEqual({ format: 'webp', quality: 80, width: 100, fit: 'inside' });
+    expect(variantKey('m', variantSpec(explicit))).toBe(variantKey('m', variantSpec(negotiated)));
+    // The whole plan, as the pipeline passes it today, forks the key on `vary`.
+    expect(variantKey('m', explicit)).not.toBe(variantKey('m', negotiated));
   });
 });
