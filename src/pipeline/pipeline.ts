@@ -13,7 +13,7 @@ import { CdnError } from '../errors.js';
 import type { Engine, EngineResult, SourceImage } from '../engines/types.js';
 import { PARAMS, masterKey, variantKey, type UpscaleRequest } from '../params/index.js';
 import { SourceNotFoundError, type SourceInfo } from '../sources/index.js';
-import { planOutput, renderVariant, type OutputPlan } from '../transform/index.js';
+import { decodes, planOutput, renderVariant, variantSpec, type OutputPlan } from '../transform/index.js';
 import { OutputTooLargeError, RememberedRejectionError, UpscaleTimeoutError } from './errors.js';
 import type { Limiter } from './limiter.js';
 import { SingleFlight } from './single-flight.js';
@@ -131,7 +131,7 @@ export function createPipeline(options: PipelineOptions) {
     ttlSeconds?: number,
   ): Promise<UpscaleResult> {
     const mKey = masterKey(request.source, eng.id, request.clarity);
-    const vKey = variantKey(mKey, plan);
+    const vKey = variantKey(mKey, variantSpec(plan));
     const ignored = request.given.filter((name) => isClarity(name) && !eng.honors.has(name));
     const base = { etag: vKey, vary: plan.vary, engine: eng.id, ignored };
     const { promise } = variants.run(vKey, async () => {
@@ -146,7 +146,11 @@ export function createPipeline(options: PipelineOptions) {
         rendered = await renderVariant(master.entry.data, plan, { avifEffort: options.avifEffort });
       } catch (error) {
         // A master that does not decode is not worth keeping: the next request makes it again.
-        await cache.delete(`master:${mKey}`);
+        // One that decodes stays, whatever the encoder said: it may have been paid for.
+        if (!(await decodes(master.entry.data))) {
+          logger.error({ masterKey: mKey }, 'cached master does not decode: dropped');
+          await cache.delete(`master:${mKey}`);
+        }
         throw error;
       }
       const transformMs = MS(started);
@@ -190,7 +194,7 @@ export function createPipeline(options: PipelineOptions) {
    */
   async function etagFor(request: UpscaleRequest, accept: string | undefined) {
     const plan = await prepare(request, accept);
-    return { value: variantKey(masterKey(request.source, engine.id, request.clarity), plan), vary: plan.vary };
+    return { value: variantKey(masterKey(request.source, engine.id, request.clarity), variantSpec(plan)), vary: plan.vary };
   }
 
   async function upscale(request: UpscaleRequest, accept: string | undefined): Promise<UpscaleResult> {

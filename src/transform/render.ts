@@ -70,3 +70,14 @@ export async function renderVariant(master: Buffer, plan: OutputPlan, options: R
     });
   }
 }
+
+/** Whether `image` decodes in full (not only its header): tells a corrupt master from an encoder limit. */
+export async function decodes(image: Buffer): Promise<boolean> {
+  return sharp(image, { failOn: 'error', limitInputPixels: false })
+    .raw()
+    .toBuffer()
+    .then(
+      () => true,
+      () => false,
+    );
+}
