@@ -20,6 +20,9 @@ export interface RenderedVariant {
   contentType: string;
 }
 
+/** Largest edge each encoder writes (WebP's format limit; JPEG's 16-bit header, less libjpeg's margin). */
+const MAX_EDGE: Readonly<Record<OutputPlan['format'], number>> = { webp: 16383, jpeg: 65500, avif: 65536, png: 2 ** 31 - 1 };
+
 /** JPEG has no alpha, and letterbox padding should not add any: both become white. */
 const WHITE = { r: 255, g: 255, b: 255, alpha: 1 };
 
@@ -46,6 +49,13 @@ export async function renderVariant(master: Buffer, plan: OutputPlan, options: R
         withoutEnlargement: true,
         background: WHITE,
       });
+    } else {
+      // A whole master past the encoder's edge limit is shrunk to fit rather than refused.
+      const edge = MAX_EDGE[plan.format];
+      const meta = await sharp(master).metadata();
+      if (Math.max(meta.width ?? 0, meta.height ?? 0) > edge) {
+        image = image.resize({ width: edge, height: edge, fit: 'inside', withoutEnlargement: true });
+      }
     }
     switch (plan.format) {
       case 'jpeg':

@@ -136,3 +136,13 @@ describe('renderVariant', () => {
     expect(error).toBeInstanceOf(TransformError);
   });
 });
+
+describe('renderVariant at the encoders\' edge limits', () => {
+  it('a whole master wider than WebP allows is shrunk to 16383 px, not refused', async () => {
+    const wide = await sharp({ create: { width: 16400, height: 8, channels: 3, background: '#808080' } }).png().toBuffer();
+    const out = await renderVariant(wide, planOutput({ format: 'webp', fit: 'inside' }, undefined, false), { avifEffort: 0 });
+    const meta = await sharp(out.data).metadata();
+    expect(meta).toMatchObject({ format: 'webp', width: 16383 });
+    expect(out.width).toBe(16383);
+  });
+});
