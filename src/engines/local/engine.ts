@@ -145,6 +145,8 @@ export function createLocalEngine(options: LocalEngineOptions): Engine {
           rgb.raw().toBuffer(),
           sharp(source.alpha, { raw: { width: source.width, height: source.height, channels: 1 } })
             .resize(target.width, target.height, { fit: 'fill', kernel: 'lanczos3' })
+            // sharp writes a one-band image as sRGB (three bands) unless told to keep one.
+            .extractChannel(0)
             .raw()
             .toBuffer(),
         ]);

@@ -163,18 +163,23 @@ export class WorkerPool {
   #spawn(): Slot {
     const script = this.#script;
     const workerData: WorkerSetup = { model: this.#model };
+    // Workers inherit the parent's node flags, which is wanted (source maps, instrumentation)
+    // except `--input-type` (as in `node --input-type=module -e …`): it makes loading the worker
+    // file fail with ERR_INPUT_TYPE_NOT_ALLOWED.
+    const execArgv = process.execArgv.filter((arg) => !arg.startsWith('--input-type'));
     const worker = script.pathname.endsWith('.ts')
-      ? new Worker(tsxBootstrap(script), { eval: true, workerData })
-      : new Worker(script, { workerData });
-    // An idle worker must not keep the process alive; a busy one must (a CLI awaiting a result has
-    // nothing else holding the event loop).
-    worker.unref();
+      ? new Worker(tsxBootstrap(script), { eval: true, workerData, execArgv })
+      : new Worker(script, { workerData, execArgv });
     const slot: Slot = { worker };
     worker.on('message', (reply: WorkerReply) => this.#onReply(slot, reply));
     worker.on('error', (error) => {
       slot.lastError = error;
     });
     worker.on('exit', (code) => this.#onExit(slot, code));
+    // An idle worker must not keep the process alive; a busy one must (a CLI awaiting a result has
+    // nothing else holding the event loop). After the listeners: adding a 'message' listener refs
+    // the worker's port again.
+    worker.unref();
     this.#logger?.debug({ model: this.#model, threadId: worker.threadId }, 'local engine worker started');
     return slot;
   }

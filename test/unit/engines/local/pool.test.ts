@@ -1,10 +1,15 @@
+import { Writable } from 'node:stream';
 import { afterEach, describe, expect, it } from 'vitest';
+import { createLogger } from '../../../../src/logger.js';
 import { LocalEngineError } from '../../../../src/engines/local/errors.js';
 import { WorkerPool, type TileJob } from '../../../../src/engines/local/pool.js';
 
 const script = new URL('./fake-worker.ts', import.meta.url);
 const pools: WorkerPool[] = [];
-function makePool(size: number, options: { script?: URL; maxConsecutiveCrashes?: number } = {}): WorkerPool {
+function makePool(
+  size: number,
+  options: { script?: URL; maxConsecutiveCrashes?: number; logger?: ReturnType<typeof createLogger> } = {},
+): WorkerPool {
   const pool = new WorkerPool({ model: 'esrgan-slim', size, script, ...options });
   pools.push(pool);
   return pool;
@@ -43,6 +48,16 @@ describe('WorkerPool', () => {
     expect(pool.activeCount + pool.pendingCount).toBe(0);
   });
 
+  it('does not keep the process alive while idle', async () => {
+    const ports = () => process.getActiveResourcesInfo().filter((r) => r === 'MessagePort').length;
+    const before = ports();
+    const pool = makePool(2);
+    const running = pool.run(tile(2, 2));
+    expect(ports()).toBe(before + 1); // busy: holds the process open until the tile is back
+    await running;
+    expect(ports()).toBe(before);
+  });
+
   it('copies a view into a larger buffer rather than detaching the whole buffer', async () => {
     const pool = makePool(1);
     const whole = new Uint8Array(100).fill(9);
@@ -62,6 +77,21 @@ describe('WorkerPool', () => {
     expect(String((error as Error).cause)).toMatch(/fake worker crash/);
     expect((await queued).rgb[0]).toBe(5);
     expect((await pool.run(tile(2, 2, 6))).rgb[0]).toBe(6);
+  });
+
+  it('logs a crash at error level with its cause, for the operator', async () => {
+    const lines: Array<{ level: number; msg: string; err?: { message: string }; exitCode?: number }> = [];
+    const destination = new Writable({
+      write(chunk: Buffer, _encoding, done) {
+        lines.push(JSON.parse(chunk.toString()));
+        done();
+      },
+    });
+    const pool = makePool(1, { logger: createLogger('debug', destination) });
+    await rejection(pool.run(tile(13, 2)));
+    await pool.run(tile(2, 2)); // the respawned worker answers, so the log line has been written
+    const crash = lines.find((l) => l.msg === 'local engine worker crashed');
+    expect(crash).toMatchObject({ level: 50, err: { message: 'fake worker crash' } });
   });
 
   it('rejects a tile the worker failed, keeping the message as the cause only', async () => {
