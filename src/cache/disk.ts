@@ -74,6 +74,8 @@ export interface DiskStats {
 
 export interface DiskTier extends CacheTier {
   readonly name: 'disk';
+  /** Releases files, connections and timers (always present on this tier). */
+  close(): Promise<void>;
   /** Resolves when the startup scan has counted every existing entry (never rejects). */
   ready(): Promise<void>;
   /** Resolves when no eviction is scheduled or running (a scheduled one is run now). */

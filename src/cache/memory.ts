@@ -17,6 +17,8 @@ export interface MemoryTierOptions {
 
 export interface MemoryTier extends CacheTier {
   readonly name: 'memory';
+  /** Releases files, connections and timers (always present on this tier). */
+  close(): Promise<void>;
   /** Bytes and entries held now. */
   stats(): { bytes: number; entries: number };
 }

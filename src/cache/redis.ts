@@ -61,6 +61,8 @@ export interface RedisTierStatus {
 
 export interface RedisTier extends CacheTier {
   readonly name: 'redis';
+  /** Releases files, connections and timers (always present on this tier). */
+  close(): Promise<void>;
   /** For `/readyz`. */
   status(): RedisTierStatus;
   /**
@@ -91,14 +93,15 @@ export function scrubRedisMessage(message: string): string {
   return message.replace(/rediss?:\/\/\S*/gi, 'redis://[redacted]');
 }
 
-function describe(error: unknown): { type: string; message: string; code?: string } {
-  const e = error as { name?: string; message?: string; code?: string } | undefined;
-  const out: { type: string; message: string; code?: string } = {
-    type: e?.name ?? 'Error',
-    message: scrubRedisMessage(String(e?.message ?? error)),
-  };
-  if (typeof e?.code === 'string') out.code = e.code;
-  return out;
+/** The error to log: same name, code and stack, with any URL cut out of message and stack. */
+function sanitizeError(error: unknown): Error {
+  const source = error instanceof Error ? error : new Error(String(error));
+  const safe = new Error(scrubRedisMessage(source.message));
+  safe.name = source.name;
+  if (source.stack !== undefined) safe.stack = scrubRedisMessage(source.stack);
+  const code = (source as { code?: unknown }).code;
+  if (typeof code === 'string') Object.assign(safe, { code });
+  return safe;
 }
 
 function withTimeout<T>(promise: Promise<T>, ms: number, operation: string): Promise<T> {
@@ -146,12 +149,12 @@ export function createRedisTier(options: RedisTierOptions): RedisTier {
   // Unhandled, an `error` event would crash the process: the client emits one per failed
   // (re)connection attempt, so they are logged at debug; the transitions are logged above that.
   client.on('error', (error: unknown) => {
-    lastError = describe(error).message;
+    lastError = sanitizeError(error).message;
     if (connected) {
       connected = false;
-      log.warn({ err: describe(error) }, 'redis connection lost: serving from memory and disk while reconnecting');
+      log.warn({ err: sanitizeError(error) }, 'redis connection lost: serving from memory and disk while reconnecting');
     } else {
-      log.debug({ err: describe(error) }, 'redis connection attempt failed');
+      log.debug({ err: sanitizeError(error) }, 'redis connection attempt failed');
     }
   });
   client.on('ready', () => {
@@ -180,16 +183,18 @@ export function createRedisTier(options: RedisTierOptions): RedisTier {
     // Only reached for a string reply, which the Buffer type mapping never produces: refuse it.
     deserialize: () => undefined,
   });
-  keyv.on('error', (error: unknown) => log.debug({ err: describe(error) }, 'keyv reported an error'));
+  // Required (an error event nobody listens to is thrown), but silent: everything it reports was
+  // already logged by the client listener above or by the failed operation's own catch.
+  keyv.on('error', () => undefined);
 
   // Connect in the background: construction must not wait for (or fail on) Redis.
   client.connect().catch((error: unknown) => {
-    if (!closed) log.warn({ err: describe(error) }, 'redis client stopped connecting');
+    if (!closed) log.warn({ err: sanitizeError(error) }, 'redis client stopped connecting');
   });
 
   function failed(operation: string, key: string, error: unknown): void {
-    lastError = describe(error).message;
-    log.debug({ err: describe(error), operation, key }, 'redis operation failed: treated as a miss');
+    lastError = sanitizeError(error).message;
+    log.debug({ err: sanitizeError(error), operation, key }, 'redis operation failed: treated as a miss');
     breaker.failure();
   }
 
