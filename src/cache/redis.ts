@@ -121,6 +121,7 @@ export function createRedisTier(options: RedisTierOptions): RedisTier {
   let lastError: string | undefined;
   let connected = false;
   let everConnected = false;
+  let warnedUnreachable = false;
   let closed = false;
   const upWaiters: (() => void)[] = [];
 
@@ -153,6 +154,9 @@ export function createRedisTier(options: RedisTierOptions): RedisTier {
     if (connected) {
       connected = false;
       log.warn({ err: sanitizeError(error) }, 'redis connection lost: serving from memory and disk while reconnecting');
+    } else if (!everConnected && !warnedUnreachable) {
+      warnedUnreachable = true;
+      log.warn({ err: sanitizeError(error) }, 'redis unreachable: serving from memory and disk until it answers');
     } else {
       log.debug({ err: sanitizeError(error) }, 'redis connection attempt failed');
     }
@@ -183,11 +187,16 @@ export function createRedisTier(options: RedisTierOptions): RedisTier {
     // Only reached for a string reply, which the Buffer type mapping never produces: refuse it.
     deserialize: () => undefined,
   });
-  // Required (an error event nobody listens to is thrown), but silent: everything it reports was
-  // already logged by the client listener above or by the failed operation's own catch.
+  // Always listened to (the house rule: hookified, under @keyv/redis, can throw an error event that
+  // has no listener, and keyv's behaviour here has changed between versions), but silent:
+  // everything it reports was already logged by the client listener above or by the failed
+  // operation's own catch.
   keyv.on('error', () => undefined);
 
-  // Connect in the background: construction must not wait for (or fail on) Redis.
+  // Connect in the background: construction must not wait for (or fail on) Redis. Connecting
+  // here, not through the adapter, matters: `connect()` marks the client open at once and the
+  // reconnect strategy keeps it open, so @keyv/redis never runs its own connect path, which on a
+  // failure destroys the client and, on each retry, adds another set of event listeners.
   client.connect().catch((error: unknown) => {
     if (!closed) log.warn({ err: sanitizeError(error) }, 'redis client stopped connecting');
   });

@@ -4,6 +4,7 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { inject } from 'vitest';
+import { createClient } from '@keyv/redis';
 import { createDiskTier } from '../../src/cache/disk.js';
 import { createMemoryTier } from '../../src/cache/memory.js';
 import { createRedisTier } from '../../src/cache/redis.js';
@@ -22,10 +23,12 @@ cacheTierContract('disk', async () => {
 });
 
 cacheTierContract('redis', async () => {
+  // A prefix of this test's own: the suite's Redis is shared with other test files, so it cannot
+  // be flushed; the test's keys are deleted instead.
+  const prefix = `contract-${randomBytes(6).toString('hex')}`;
   const tier = createRedisTier({
     url: inject('redisUrl'),
-    // A prefix of this run's own: the suite's Redis is shared with other test files.
-    prefix: `contract-${randomBytes(6).toString('hex')}`,
+    prefix,
     masterTtlSeconds: 600,
     variantTtlSeconds: 600,
     maxValueBytes: 8 * 1024 * 1024,
@@ -34,5 +37,15 @@ cacheTierContract('redis', async () => {
     logger,
   });
   await tier.whenUp();
-  return { tier };
+  return {
+    tier,
+    async cleanup() {
+      const raw = createClient({ url: inject('redisUrl') });
+      raw.on('error', () => undefined);
+      await raw.connect();
+      const keys = await raw.keys(`${prefix}:*`);
+      if (keys.length > 0) await raw.del(keys);
+      raw.destroy();
+    },
+  };
 });

@@ -233,6 +233,8 @@ describe('redis tier faults (a private server)', () => {
       expect(value).toBeUndefined();
       expect(ms).toBeLessThan(timeoutMs + margin);
       expect(later.status().state).not.toBe('up');
+      for (let i = 0; i < 50 && logs.find('redis unreachable', WARN).length === 0; i++) await new Promise((r) => setTimeout(r, 10));
+      expect(logs.find('redis unreachable', WARN)).toHaveLength(1);
       const server = await startControlledRedis(port);
       try {
         await within(later.whenUp(), 5000, 'connect once started');
