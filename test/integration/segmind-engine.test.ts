@@ -556,6 +556,14 @@ describe('free calls: polls, results, downloads', () => {
     expect(fake.calls.submitsV2).toBe(1);
   });
 
+  it('a v1 image over the size limit is not resubmitted (it was billed)', async () => {
+    const error = await failure(run(engine({ mode: 'sync', maxOutputBytes: 64 }), input(), testGate()));
+    expect(error).toBeInstanceOf(UpstreamUnavailableError);
+    expect((error as UpstreamUnavailableError).ambiguous).toBe(true);
+    expect(error.detail).toMatch(/more than 64 bytes/);
+    expect(fake.calls.submitsV1).toBe(1);
+  });
+
   it('a v1 200 that is not an image is not resubmitted', async () => {
     fake.inject('submit', FAULTS.notAnImage());
     const error = await failure(run(engine({ mode: 'sync' }), input(), testGate()));

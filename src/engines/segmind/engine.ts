@@ -307,14 +307,23 @@ export function createSegmindEngine(options: SegmindEngineOptions): Engine {
       } catch (error) {
         if (error instanceof CdnError || job.signal.aborted) throw error;
         job.submitting = false;
-        if (error instanceof TransportError && error.status !== undefined && (error.status < 200 || error.status >= 300)) {
-          // The status line of a refusal arrived, then the body broke: the status alone decides.
-          const verdict = mapUpstreamResponse(error.status, undefined, error.headers ?? {}, { phase: 'submit', nowMs: now(), secrets });
+        const refused = (error instanceof TransportError || error instanceof BodyTooLargeError) && error.status !== undefined && (error.status < 200 || error.status >= 300);
+        if (refused) {
+          // The status line of a refusal arrived, then its body broke or ran long: the status decides.
+          const headers = error instanceof TransportError ? (error.headers ?? {}) : {};
+          const verdict = mapUpstreamResponse(error.status as number, undefined, headers, { phase: 'submit', nowMs: now(), secrets });
           if (verdict.kind === 'fail') throw verdict.error;
           if (verdict.kind !== 'retry') throw new Error('unreachable');
           failure = verdict;
         } else if (error instanceof TransportError && !error.mayHaveBeenSent) {
           failure = { reason: error.code ?? 'connection failed', rateLimited: false };
+        } else if (error instanceof BodyTooLargeError) {
+          throw new UpstreamUnavailableError({
+            ambiguous: true,
+            detail: `the upstream accepted the job (HTTP ${error.status}) but answered with more than ${error.maxBytes} bytes; it was not resubmitted, since it may be billed`,
+            retryAfterSeconds: RESUME_AFTER_SECONDS,
+            upstreamStatus: error.status,
+          });
         } else {
           // The request may have reached the upstream and been accepted: its answer was lost, so
           // submitting again could bill the same job twice. Fail instead, and say why.
