@@ -61,7 +61,7 @@ export async function startRedis(port?: number): Promise<RedisProcess> {
     port: chosen,
     async stop(options = {}) {
       const running = child;
-      if (!running || running.exitCode !== null) return;
+      if (!running || running.exitCode !== null || running.signalCode !== null) return;
       const exited = once(running, 'exit');
       running.kill(options.crash ? 'SIGKILL' : 'SIGTERM');
       await exited;

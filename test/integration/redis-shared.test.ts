@@ -14,8 +14,8 @@ import { startRedis, type RedisProcess } from '../helpers/redis.js';
 const started: TestServer[] = [];
 const redises: RedisProcess[] = [];
 
-async function instance(redisUrl: string, prefix: string, env: Record<string, string> = {}) {
-  const server = await startTestServer({ REDIS_URL: redisUrl, REDIS_PREFIX: prefix, REDIS_TIMEOUT_MS: '200', ...env });
+async function instance(redisUrl: string, prefix: string, env: Record<string, string> = {}, cacheDir?: string) {
+  const server = await startTestServer({ REDIS_URL: redisUrl, REDIS_PREFIX: prefix, REDIS_TIMEOUT_MS: '200', ...env }, cacheDir);
   started.push(server);
   return server;
 }
@@ -84,7 +84,7 @@ describe('shared Redis tier', () => {
     // Nothing lost: the master made during the outage is on disk, for a restarted instance too.
     await stopTestServer(a, { keepDir: true });
     started.splice(started.indexOf(a), 1);
-    const restarted = await instance(redis.url, prefix, {});
+    const restarted = await instance(redis.url, prefix, {}, a.cacheDir);
     const fromDisk = await request(restarted.app).get(`/upscale/${during}?format=png`);
     expect(fromDisk.status).toBe(200);
     expect(fromDisk.headers['x-cache']).toBe('HIT; tier=disk');
