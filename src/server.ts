@@ -17,11 +17,18 @@ import {
   type CacheTier,
 } from './cache/index.js';
 import { createLocalEngine } from './engines/local/index.js';
-import { createSegmindEngine, createDiskJournal, UpstreamAuthError, UpstreamUnavailableError } from './engines/segmind/index.js';
+import {
+  createCompositeJournal,
+  createDiskJournal,
+  createSegmindEngine,
+  UpstreamAuthError,
+  UpstreamUnavailableError,
+} from './engines/segmind/index.js';
 import type { Engine } from './engines/types.js';
 import { createApp, type ReadinessCheck } from './http/index.js';
 import { createLimiter, createPipeline, type Limiter } from './pipeline/index.js';
 import { createFileDailyCounter } from './pipeline/daily-counter.js';
+import { createTierJournal } from './pipeline/tier-journal.js';
 import { createSourceStore } from './sources/index.js';
 import { createMetrics } from './metrics.js';
 
@@ -96,7 +103,9 @@ export async function buildServer(config: Config, options: BuildOptions = {}): P
           retries: config.UPSTREAM_RETRIES,
           imageDelivery: config.SEGMIND_IMAGE_DELIVERY,
           ...(config.PUBLIC_BASE_URL ? { publicBaseUrl: config.PUBLIC_BASE_URL } : {}),
-          journal: createDiskJournal(join(config.CACHE_DIR, 'journal')),
+          journal: redis
+            ? createCompositeJournal([createDiskJournal(join(config.CACHE_DIR, 'journal')), createTierJournal(redis)])
+            : createDiskJournal(join(config.CACHE_DIR, 'journal')),
           logger,
         })
       : localEngine(config, logger);

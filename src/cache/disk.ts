@@ -107,7 +107,7 @@ function evictionClass(entry: IndexEntry, now: number): number | undefined {
 }
 
 function isPinned(entry: IndexEntry): boolean {
-  return (entry.kind === 'master' && entry.paid) || entry.kind === 'source';
+  return (entry.kind === 'master' && entry.paid) || entry.kind === 'source' || entry.kind === 'job';
 }
 
 function indexEntry(meta: EntryMeta, bytes: number, atime: number): IndexEntry {

@@ -209,7 +209,11 @@ export function createRedisTier(options: RedisTierOptions): RedisTier {
 
   function ttlMs(meta: EntryMeta): number | undefined {
     const byKind =
-      meta.kind === 'variant' ? options.variantTtlSeconds * 1000 : meta.kind === 'failure' ? undefined : options.masterTtlSeconds * 1000;
+      meta.kind === 'variant'
+        ? options.variantTtlSeconds * 1000
+        : meta.kind === 'failure' || meta.kind === 'job'
+          ? undefined
+          : options.masterTtlSeconds * 1000;
     if (meta.expiresAt === undefined) return byKind ?? options.variantTtlSeconds * 1000;
     const left = meta.expiresAt - clock();
     return byKind === undefined ? left : Math.min(byKind, left);

@@ -5,7 +5,11 @@
  */
 
 /** Masters are engine output (expensive); variants are encodings of a master (cheap to redo). */
-export type EntryKind = 'master' | 'variant' | 'source' | 'failure';
+/**
+ * `job`: an accepted, billed upstream job whose result is not stored yet (the engine's journal,
+ * mirrored in Redis so that another instance can resume it); it expires with the upstream's copy.
+ */
+export type EntryKind = 'master' | 'variant' | 'source' | 'failure' | 'job';
 
 export interface EntryMeta {
   kind: EntryKind;
@@ -46,9 +50,9 @@ export interface CacheTier {
  */
 export type CacheKey = `${EntryKind}:${string}`;
 
-export const ENTRY_KINDS: readonly EntryKind[] = ['master', 'variant', 'source', 'failure'];
+export const ENTRY_KINDS: readonly EntryKind[] = ['master', 'variant', 'source', 'failure', 'job'];
 
-const KEY_PATTERN = /^(master|variant|source|failure):([0-9a-f]{64})$/;
+const KEY_PATTERN = /^(master|variant|source|failure|job):([0-9a-f]{64})$/;
 
 /** `cacheKey('master', hash)` → `master:<hash>`; throws on anything but 64 lowercase hex. */
 export function cacheKey(kind: EntryKind, hash: string): CacheKey {
@@ -65,7 +69,7 @@ export function parseCacheKey(key: string): { kind: EntryKind; hash: string } | 
 
 /** Kinds whose loss costs money or cannot be redone: a failed disk write of these is an error. */
 export function isDurableKind(kind: EntryKind): boolean {
-  return kind === 'master' || kind === 'source';
+  return kind === 'master' || kind === 'source' || kind === 'job';
 }
 
 /** Whether `meta` is past its `expiresAt` at `now` (epoch ms). */

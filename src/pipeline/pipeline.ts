@@ -165,8 +165,11 @@ export function createPipeline(options: PipelineOptions) {
           ...(ttlSeconds !== undefined ? { expiresAt: now() + ttlSeconds * 1000 } : {}),
         },
       };
-      // Variants are cheap to redo: storing one must not fail the response.
-      await cache.set(`variant:${vKey}`, entry).catch((e: unknown) => logger.warn({ err: e }, 'could not store a variant'));
+      // Variants are cheap to redo: storing one must not fail the response. A TTL of 0 (a
+      // fallback that must not be cached) stores nothing.
+      if (ttlSeconds !== 0) {
+        await cache.set(`variant:${vKey}`, entry).catch((e: unknown) => logger.warn({ err: e }, 'could not store a variant'));
+      }
       return {
         ...base,
         ...fromEntry(entry),
