@@ -149,7 +149,6 @@ const VARIABLES = {
     default: '250',
     doc: 'Longest a Redis operation may hold a request; past it, a miss.',
   },
-  SIGNING_KEY: { schema: z.string().min(16, 'expected at least 16 characters'), secret: true, doc: 'When set, `/upscale` requires a valid `sig`.' },
   ADMIN_TOKEN: {
     schema: z.string().min(16, 'expected at least 16 characters'),
     secret: true,

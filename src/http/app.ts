@@ -2,6 +2,7 @@
  * The HTTP surface: routes, headers, and nothing else. Every decision about images, keys or
  * engines is the pipeline's; this file maps requests to calls and results to headers.
  */
+import { createHash, timingSafeEqual } from 'node:crypto';
 import express, { type Express, type Request, type Response } from 'express';
 import type { Logger } from '../logger.js';
 import type { Pipeline } from '../pipeline/index.js';
@@ -23,6 +24,13 @@ export interface AppOptions {
 }
 
 const IMMUTABLE = 'public, max-age=31536000, immutable';
+
+/** Constant-time comparison, so response timing does not reveal how much of a token matched. */
+function sameSecret(given: string, expected: string): boolean {
+  const a = createHash('sha256').update(given).digest();
+  const b = createHash('sha256').update(expected).digest();
+  return timingSafeEqual(a, b);
+}
 
 function rawQuery(req: Request): URLSearchParams {
   const at = req.originalUrl.indexOf('?');
@@ -89,7 +97,7 @@ export function createApp(options: AppOptions): Express {
   app.post(
     '/sources',
     (req, _res, next) => {
-      if (options.adminToken && req.get('authorization') !== `Bearer ${options.adminToken}`) {
+      if (options.adminToken && !sameSecret(req.get('authorization') ?? '', `Bearer ${options.adminToken}`)) {
         throw new RequestError(401, 'UNAUTHORIZED', 'Unauthorized', {
           detail: 'POST /sources requires Authorization: Bearer <ADMIN_TOKEN>',
         });

@@ -81,6 +81,28 @@ describe('sources', () => {
     expect(empty.status).toBe(415);
   });
 
+  it('with ADMIN_TOKEN, uploads need the bearer token; reads do not', async () => {
+    const guarded = await startTestServer({ ADMIN_TOKEN: 'a-long-enough-admin-token' });
+    try {
+      const png = await makeImage(8, 8);
+      const anonymous = await request(guarded.app).post('/sources').set('Content-Type', 'image/png').send(png);
+      expect(anonymous.status).toBe(401);
+      expect(anonymous.body.code).toBe('UNAUTHORIZED');
+      expect(anonymous.text).not.toContain('a-long-enough-admin-token');
+      const wrong = await request(guarded.app).post('/sources').set('Authorization', 'Bearer nope').send(png);
+      expect(wrong.status).toBe(401);
+      const allowed = await request(guarded.app)
+        .post('/sources')
+        .set('Authorization', 'Bearer a-long-enough-admin-token')
+        .set('Content-Type', 'image/png')
+        .send(png);
+      expect(allowed.status).toBe(201);
+      expect((await request(guarded.app).get(`/sources/${allowed.body.hash}`)).status).toBe(200);
+    } finally {
+      await stopTestServer(guarded);
+    }
+  });
+
   it('400 for a malformed hash, 404 for an unknown one', async () => {
     const bad = await request(server.app).get('/sources/not-a-hash');
     expect(bad.status).toBe(400);
