@@ -62,7 +62,10 @@ export function createTieredCache(tiers: CacheTier[], logger: Logger): TieredCac
           continue;
         }
         if (entry) {
-          promote(key, entry, tiers.slice(0, i));
+          // Faster tiers get every hit. A master or source found in Redis is also written to the
+          // disk behind it: the instance that paid for it may be gone, and Redis may evict it.
+          const durable = isDurableKind(parseCacheKey(key)?.kind ?? entry.meta.kind);
+          promote(key, entry, durable ? tiers.filter((other, j) => j < i || other.name === 'disk') : tiers.slice(0, i));
           return { entry, tier: tier.name };
         }
       }

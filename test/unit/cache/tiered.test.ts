@@ -55,14 +55,24 @@ describe('tiered cache', () => {
     expect(await cache.get(VARIANT)).toBeUndefined();
   });
 
-  it('promotes a hit into every faster tier, and only those', async () => {
+  it('promotes a variant hit into every faster tier, and only those', async () => {
+    const { redis, cache, memory, disk } = setup();
+    redis.map.set(VARIANT, variant);
+    await cache.get(VARIANT);
+    await cache.settled();
+    expect(memory.map.get(VARIANT)).toBe(variant);
+    expect(disk.calls).toEqual([]);
+    expect(await cache.get(VARIANT)).toEqual({ entry: variant, tier: 'memory' });
+  });
+
+  it('writes a master found in Redis to disk too: the instance that paid for it may be gone', async () => {
     const { redis, cache, memory, disk } = setup();
     redis.map.set(MASTER, master);
-    await cache.get(MASTER);
+    expect(await cache.get(MASTER)).toEqual({ entry: master, tier: 'redis' });
     await cache.settled();
     expect(memory.map.get(MASTER)).toBe(master);
-    expect(disk.calls).toEqual([]);
-    expect(await cache.get(MASTER)).toEqual({ entry: master, tier: 'memory' });
+    expect(disk.map.get(MASTER)).toBe(master);
+    expect(redis.calls).toEqual([`get ${MASTER}`]);
   });
 
   it('answers without waiting for a promotion (a hung faster tier does not hold the read)', async () => {
