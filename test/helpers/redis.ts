@@ -10,10 +10,11 @@ import { once } from 'node:events';
 export interface RedisProcess {
   url: string;
   port: number;
-  /** Stops the server (SIGKILL when `crash`), resolving once the process has exited. */
+  /** Stops the server (SIGKILL when `crash`), resolving once the process has exited; no-op when stopped. */
   stop(options?: { crash?: boolean }): Promise<void>;
-  /** Starts it again on the same port (empty: nothing is persisted). */
+  /** Starts it again on the same port (empty: nothing is persisted); no-op when running. */
   start(): Promise<void>;
+  readonly running: boolean;
 }
 
 export async function freePort(): Promise<number> {
@@ -47,7 +48,9 @@ async function waitForPort(port: number, child: ChildProcess): Promise<void> {
 export async function startRedis(port?: number): Promise<RedisProcess> {
   const chosen = port ?? (await freePort());
   let child: ChildProcess | undefined;
+  const isRunning = () => child !== undefined && child.exitCode === null && child.signalCode === null;
   const start = async () => {
+    if (isRunning()) return;
     child = spawn(
       'redis-server',
       ['--port', String(chosen), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--logfile', ''],
@@ -67,5 +70,8 @@ export async function startRedis(port?: number): Promise<RedisProcess> {
       await exited;
     },
     start,
+    get running() {
+      return isRunning();
+    },
   };
 }

@@ -10,7 +10,7 @@ import { createRedisTier, type RedisTier, type RedisTierOptions } from '../../..
 import { cacheKey, type CacheEntry, type EntryKind, type EntryMeta } from '../../../src/cache/types.js';
 import { freePort } from '../../helpers/redis.js';
 import { captureLogger, INFO, WARN, type CapturedLogger } from '../../contract/capture-logger.js';
-import { startControlledRedis, type ControlledRedis } from './redis-control.js';
+import { startRedis, type RedisProcess } from '../../helpers/redis.js';
 
 const hex = () => randomBytes(32).toString('hex');
 const entry = (bytes: number, meta: Partial<EntryMeta> = {}): CacheEntry => ({
@@ -141,7 +141,7 @@ describe('redis tier (shared server)', () => {
 describe('redis tier faults (a private server)', () => {
   const timeoutMs = 150;
   const margin = 150;
-  let redis: ControlledRedis;
+  let redis: RedisProcess;
   let tier: RedisTier;
   let logs: CapturedLogger;
   const make = (url: string, extra: Partial<RedisTierOptions> = {}) =>
@@ -159,14 +159,14 @@ describe('redis tier faults (a private server)', () => {
     });
 
   beforeAll(async () => {
-    redis = await startControlledRedis();
+    redis = await startRedis();
   });
   afterAll(async () => {
-    await redis.shutdown();
+    await redis.stop();
   });
   beforeEach(async () => {
     // Whatever the previous test did to it.
-    await redis.ensureRunning();
+    await redis.start();
     logs = captureLogger();
     tier = make(redis.url);
     await within(tier.whenUp(), 5000, 'connect');
@@ -180,7 +180,7 @@ describe('redis tier faults (a private server)', () => {
     await tier.set(before, entry(1000, { paid: true }));
     expect(await tier.get(before)).toBeDefined();
 
-    await redis.crash();
+    await redis.stop({ crash: true });
     for (let i = 0; i < 3; i++) {
       const { value, ms } = await timed(() => tier.get(before));
       expect(value).toBeUndefined();
@@ -235,7 +235,7 @@ describe('redis tier faults (a private server)', () => {
       expect(later.status().state).not.toBe('up');
       for (let i = 0; i < 50 && logs.find('redis unreachable', WARN).length === 0; i++) await new Promise((r) => setTimeout(r, 10));
       expect(logs.find('redis unreachable', WARN)).toHaveLength(1);
-      const server = await startControlledRedis(port);
+      const server = await startRedis(port);
       try {
         await within(later.whenUp(), 5000, 'connect once started');
         const key = cacheKey('master', hex());
@@ -243,7 +243,7 @@ describe('redis tier faults (a private server)', () => {
         expect(await later.get(key)).toBeDefined();
       } finally {
         await later.close();
-        await server.shutdown();
+        await server.stop();
       }
     } finally {
       await later.close();

@@ -14,7 +14,7 @@ import { createRedisTier, type RedisTier } from '../../../src/cache/redis.js';
 import { createTieredCache, type TieredCache } from '../../../src/cache/tiered.js';
 import { cacheKey, type CacheEntry } from '../../../src/cache/types.js';
 import { captureLogger } from '../../contract/capture-logger.js';
-import { startControlledRedis, type ControlledRedis } from './redis-control.js';
+import { startRedis, type RedisProcess } from '../../helpers/redis.js';
 
 const master = (): CacheEntry => ({
   data: randomBytes(50_000),
@@ -24,7 +24,7 @@ const PREFIX = 'tiered';
 
 describe('tiered cache over memory + redis + disk', () => {
   const { logger } = captureLogger();
-  let redisServer: ControlledRedis;
+  let redisServer: RedisProcess;
   let dir: string;
   let redis: RedisTier;
   let disk: DiskTier;
@@ -38,13 +38,13 @@ describe('tiered cache over memory + redis + disk', () => {
   }
 
   beforeAll(async () => {
-    redisServer = await startControlledRedis();
+    redisServer = await startRedis();
   });
   afterAll(async () => {
-    await redisServer.shutdown();
+    await redisServer.stop();
   });
   beforeEach(async () => {
-    await redisServer.ensureRunning();
+    await redisServer.start();
     dir = await mkdtemp(join(tmpdir(), 'clarity-tiered-'));
     redis = createRedisTier({
       url: redisServer.url,
@@ -68,7 +68,7 @@ describe('tiered cache over memory + redis + disk', () => {
   });
 
   it('with Redis killed, still stores a master durably and serves it from disk', async () => {
-    await redisServer.crash();
+    await redisServer.stop({ crash: true });
     const key = cacheKey('master', randomBytes(32).toString('hex'));
     const paid = master();
 
