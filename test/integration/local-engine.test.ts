@@ -9,29 +9,11 @@ import { LocalEngineError } from '../../src/engines/local/errors.js';
 import type { Engine, EngineResult, SubmitGate } from '../../src/engines/types.js';
 import type { ClarityParams } from '../../src/params/types.js';
 import { astronautJpeg, makeImage } from '../helpers/images.js';
+import { DOCUMENTED_DEFAULTS } from '../helpers/upstream-defaults.js';
 
 const gate: SubmitGate = { acquire: async () => {}, pauseUntil() {} };
 
-const DEFAULTS: ClarityParams = {
-  scale_factor: 2,
-  creativity: 0.35,
-  resemblance: 0.6,
-  dynamic: 6,
-  sharpen: 0,
-  handfix: 'disabled',
-  seed: 1337,
-  num_inference_steps: 18,
-  scheduler: 'DPM++ 3M SDE Karras',
-  sd_model: 'juggernaut_reborn.safetensors [338b85bc4f]',
-  custom_sd_model: '',
-  prompt: '',
-  negative_prompt: '',
-  lora_links: '',
-  tiling_width: 112,
-  tiling_height: 144,
-  downscaling: false,
-  downscaling_resolution: 768,
-};
+const DEFAULTS = DOCUMENTED_DEFAULTS;
 
 async function run(
   engine: Engine,

@@ -9,6 +9,7 @@ import request from 'supertest';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { createFakeSegmind, FAKE_SEGMIND_KEY, FAULTS, type FakeSegmind } from '../fakes/segmind.js';
 import { makeImage } from '../helpers/images.js';
+import { DOCUMENTED_DEFAULTS } from '../helpers/upstream-defaults.js';
 import { startTestServer, stopTestServer, tempDir, type TestServer } from '../helpers/app.js';
 
 let fake: FakeSegmind;
@@ -116,27 +117,7 @@ describe.each(['async', 'sync'] as const)('SEGMIND_MODE=%s', (mode) => {
     expect(await sharp(res.body as Buffer).metadata()).toMatchObject({ format: 'webp', width: 40, height: 20 });
     const { image, ...rest } = fake.submits[0]!.body as Record<string, unknown>;
     expect(typeof image).toBe('string');
-    expect(rest).toEqual({
-      scale_factor: 2,
-      creativity: 0.35,
-      resemblance: 0.6,
-      dynamic: 6,
-      sharpen: 0,
-      handfix: 'disabled',
-      seed: 1337,
-      num_inference_steps: 18,
-      scheduler: 'DPM++ 3M SDE Karras',
-      sd_model: 'juggernaut_reborn.safetensors [338b85bc4f]',
-      custom_sd_model: '',
-      prompt: 'masterpiece, best quality, highres, <lora:more_details:0.5> <lora:SDXLrender_v2.0:1>',
-      negative_prompt: '(worst quality, low quality, normal quality:2) JuggernautNegative-neg',
-      lora_links: '',
-      tiling_width: 112,
-      tiling_height: 144,
-      downscaling: false,
-      downscaling_resolution: 768,
-      output_format: 'png',
-    });
+    expect(rest).toEqual({ ...DOCUMENTED_DEFAULTS, output_format: 'png' });
   });
 
   it('30 identical concurrent requests make one submit', async () => {

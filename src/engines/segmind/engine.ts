@@ -449,6 +449,29 @@ export function createSegmindEngine(options: SegmindEngineOptions): Engine {
   }
 
   /** v2 from an accepted job: poll until done, read the result, download the image. */
+  /** The result of a finished, billed job (v1 or v2), with its accounting logged once. */
+  function completed(
+    job: Job,
+    image: { data: Buffer; width: number; height: number },
+    requestId: string | undefined,
+    accounting: { cost: number | undefined; remainingCredits: number | undefined; resumed?: boolean },
+  ): EngineResult {
+    const { cost, remainingCredits } = accounting;
+    const elapsedMs = now() - job.started;
+    job.log.info(
+      { requestId, masterKey: job.input.masterKey, ...accounting, elapsedMs, width: image.width, height: image.height },
+      'segmind job completed',
+    );
+    return {
+      ...image,
+      engine: 'segmind',
+      paid: true,
+      ...(cost !== undefined ? { cost } : {}),
+      ...(remainingCredits !== undefined ? { remainingCredits } : {}),
+      elapsedMs,
+    };
+  }
+
   async function finish(job: Job, entry: JournalEntry, resumed: boolean): Promise<EngineResult> {
     job.requestId = entry.requestId;
     const free = { withKey: true, maxBytes: MAX_JSON_BYTES, timeoutMs: requestTimeoutMs, expiredIsFinal: resumed };
@@ -465,20 +488,12 @@ export function createSegmindEngine(options: SegmindEngineOptions): Engine {
         if (status === 'QUEUED' || status === 'PROCESSING') continue;
         const result = (json ?? {}) as { output?: unknown; metrics?: Record<string, unknown> };
         const image = await toPng(await fetchOutput(job, result.output), job);
-        const cost = numberOf(result.metrics?.cost);
-        const remainingCredits = numberOf(result.metrics?.remaining_credits);
-        const elapsedMs = now() - job.started;
-        job.log.info(
-          { requestId: entry.requestId, masterKey: entry.masterKey, cost, remainingCredits, elapsedMs, resumed, width: image.width, height: image.height },
-          'segmind job completed',
-        );
         return {
-          ...image,
-          engine: 'segmind',
-          paid: true,
-          ...(cost !== undefined ? { cost } : {}),
-          ...(remainingCredits !== undefined ? { remainingCredits } : {}),
-          elapsedMs,
+          ...completed(job, image, entry.requestId, {
+            cost: numberOf(result.metrics?.cost),
+            remainingCredits: numberOf(result.metrics?.remaining_credits),
+            resumed,
+          }),
           onStored: () => journal.delete(entry.masterKey),
         };
       }
@@ -534,21 +549,10 @@ export function createSegmindEngine(options: SegmindEngineOptions): Engine {
       });
     }
     const image = await toPng(answer.body, job);
-    const cost = numberOf(header(answer.headers, 'x-cost') ?? header(answer.headers, 'x-credits-consumed'));
-    const remainingCredits = numberOf(header(answer.headers, 'x-remaining-credits'));
-    const elapsedMs = now() - job.started;
-    job.log.info(
-      { requestId: job.requestId, masterKey: job.input.masterKey, cost, remainingCredits, elapsedMs, width: image.width, height: image.height },
-      'segmind job completed',
-    );
-    return {
-      ...image,
-      engine: 'segmind',
-      paid: true,
-      ...(cost !== undefined ? { cost } : {}),
-      ...(remainingCredits !== undefined ? { remainingCredits } : {}),
-      elapsedMs,
-    };
+    return completed(job, image, job.requestId, {
+      cost: numberOf(header(answer.headers, 'x-cost') ?? header(answer.headers, 'x-credits-consumed')),
+      remainingCredits: numberOf(header(answer.headers, 'x-remaining-credits')),
+    });
   }
 
   async function run(job: Job): Promise<EngineResult> {

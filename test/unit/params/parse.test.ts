@@ -9,6 +9,7 @@ import {
   type ParamName,
   type ParamSpec,
 } from '../../../src/params/index.js';
+import { DOCUMENTED_DEFAULTS } from '../../helpers/upstream-defaults.js';
 
 const HASH = 'a'.repeat(64);
 const OTHER = 'b'.repeat(64);
@@ -32,26 +33,7 @@ const numeric = (Object.entries(PARAMS) as [ParamName, ParamSpec][]).filter(
 describe('defaults', () => {
   it('fills every clarity field with the upstream default (scale 2, the original model)', () => {
     const { clarity, output, given } = parse('');
-    expect(clarity).toEqual({
-      scale_factor: 2,
-      creativity: 0.35,
-      resemblance: 0.6,
-      dynamic: 6,
-      sharpen: 0,
-      handfix: 'disabled',
-      seed: 1337,
-      num_inference_steps: 18,
-      scheduler: 'DPM++ 3M SDE Karras',
-      sd_model: 'juggernaut_reborn.safetensors [338b85bc4f]',
-      custom_sd_model: '',
-      prompt: 'masterpiece, best quality, highres, <lora:more_details:0.5> <lora:SDXLrender_v2.0:1>',
-      negative_prompt: '(worst quality, low quality, normal quality:2) JuggernautNegative-neg',
-      lora_links: '',
-      tiling_width: 112,
-      tiling_height: 144,
-      downscaling: false,
-      downscaling_resolution: 768,
-    });
+    expect(clarity).toEqual(DOCUMENTED_DEFAULTS);
     expect(output).toEqual({ format: 'auto', fit: 'inside' });
     expect(given).toEqual([]);
   });
