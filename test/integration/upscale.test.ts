@@ -262,6 +262,22 @@ describe('/upscale/:hash with the local engine', () => {
     expect((await request(server.app).get('/upscale/abc')).body).toMatchObject({ status: 400, param: 'hash' });
   });
 
+  it('cache hits are served while an upscale runs (inference is off the main thread)', async () => {
+    const cached = await request(server.app).get(`/upscale/${hash}?format=webp&q=70`);
+    expect(cached.status).toBe(200);
+    const big = await upload(server, await makeImage(96, 96, { seed: 8 }));
+    const slow = request(server.app).get(`/upscale/${big}?scale=4&format=png`).then((r) => r);
+    await new Promise<void>((resolve) => {
+      const check = () => (server.pipeline.stats().mastersInFlight > 0 ? resolve() : setImmediate(check));
+      check();
+    });
+    const hit = await request(server.app).get(`/upscale/${hash}?format=webp&q=70`);
+    expect(hit.headers['x-cache']).toBe('HIT; tier=memory');
+    // The hit came back while the engine was still at work on the other image.
+    expect(server.pipeline.stats().mastersInFlight).toBe(1);
+    expect((await slow).status).toBe(200);
+  });
+
   it('a master larger than OUTPUT_MAX_PIXELS is refused before any work', async () => {
     const limited = await startTestServer({ OUTPUT_MAX_PIXELS: '1000' });
     try {
