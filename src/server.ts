@@ -154,7 +154,7 @@ export async function buildServer(config: Config, options: BuildOptions = {}): P
       },
     });
   }
-  const metrics = createMetrics(pipeline);
+  const metrics = createMetrics(pipeline, disk);
 
   const app = createApp({
     pipeline,

@@ -278,6 +278,15 @@ describe('/upscale/:hash with the local engine', () => {
     expect((await slow).status).toBe(200);
   });
 
+  it('/metrics counts engine calls and reports the disk tier by kind', async () => {
+    const res = await request(server.app).get('/metrics');
+    expect(res.status).toBe(200);
+    expect(res.text).toContain(`clarity_engine_calls_total{engine="local:esrgan-slim"} ${server.engineCalls()}`);
+    const master = /clarity_disk_bytes\{kind="master"\} (\d+)/.exec(res.text);
+    expect(Number(master?.[1])).toBeGreaterThan(0);
+    expect(res.text).toMatch(/clarity_disk_max_bytes \d+/);
+  });
+
   it('a master larger than OUTPUT_MAX_PIXELS is refused before any work', async () => {
     const limited = await startTestServer({ OUTPUT_MAX_PIXELS: '1000' });
     try {
