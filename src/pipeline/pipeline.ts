@@ -16,7 +16,7 @@ import { SourceNotFoundError, type SourceInfo } from '../sources/index.js';
 import { decodes, planOutput, renderVariant, variantSpec, type OutputPlan } from '../transform/index.js';
 import { OutputTooLargeError, RememberedRejectionError, UpscaleTimeoutError } from './errors.js';
 import type { Limiter } from './limiter.js';
-import { SingleFlight } from './single-flight.js';
+import { SingleFlight } from '../single-flight.js';
 import type { PipelineCache, PipelineSources, UpscaleResult } from './types.js';
 
 export interface PipelineOptions {
@@ -40,6 +40,13 @@ export interface PipelineOptions {
   now?: () => number;
 }
 
+interface MasterOutcome {
+  entry: CacheEntry;
+  /** The tier that had it, or `engine` when it was made now. */
+  tier: string;
+  engineMs?: number;
+}
+
 const MS = (start: bigint) => Number(process.hrtime.bigint() - start) / 1e6;
 
 /** Errors that are a property of the payload, not of the moment: paying again gives the same. */
@@ -53,15 +60,9 @@ export function createPipeline(options: PipelineOptions) {
   /** Engine calls made, by engine id: what a paid engine bills. */
   const engineCalls: Record<string, number> = {};
 
-  interface MasterOutcome {
-    entry: CacheEntry;
-    tier: string;
-    engineMs?: number;
-  }
-
   async function loadSource(hash: string, param: string): Promise<SourceImage> {
     const image = await sources.get(hash);
-    if (!image) throw new SourceNotFoundError({ param, detail: `no source with ${param} ${hash}; upload it with POST /sources` });
+    if (!image) throw sourceNotFound(hash, param);
     return image;
   }
 
@@ -184,9 +185,7 @@ export function createPipeline(options: PipelineOptions) {
   /** Validates the request against its source and resolves the output plan; no image work. */
   async function prepare(request: UpscaleRequest, accept: string | undefined): Promise<OutputPlan> {
     const info = await sources.head(request.source);
-    if (!info) {
-      throw new SourceNotFoundError({ param: 'hash', detail: `no source with hash ${request.source}; upload it with POST /sources` });
-    }
+    if (!info) throw sourceNotFound(request.source, 'hash');
     checkOutputSize(info, request, options.outputMaxPixels);
     return planOutput(request.output, accept, info.hasAlpha);
   }
@@ -230,6 +229,10 @@ export function createPipeline(options: PipelineOptions) {
 }
 
 export type Pipeline = ReturnType<typeof createPipeline>;
+
+function sourceNotFound(hash: string, param: string): SourceNotFoundError {
+  return new SourceNotFoundError({ param, detail: `no source with ${param} ${hash}; upload it with POST /sources` });
+}
 
 function fromEntry(entry: CacheEntry) {
   return {

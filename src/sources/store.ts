@@ -15,6 +15,7 @@ import sharp, { type Metadata } from 'sharp';
 import type { CacheTier } from '../cache/types.js';
 import type { SourceImage } from '../engines/types.js';
 import type { Logger } from '../logger.js';
+import { SingleFlight } from '../single-flight.js';
 import { SourceTooLargeError, UnsupportedMediaTypeError } from './errors.js';
 
 /** Formats accepted as sources: what sharp's prebuilt libvips decodes, minus SVG (it can fetch). */
@@ -126,19 +127,12 @@ async function writeAtomic(path: string, data: Buffer | string): Promise<void> {
 export function createSourceStore(options: SourceStoreOptions): SourceStore {
   const { maxBytes, maxPixels, shared, logger } = options;
   const root = join(options.dir, 'sources');
-  /** One registration or shared fetch per hash at a time, so `created` is true exactly once. */
-  const inflight = new Map<string, Promise<unknown>>();
+  /** One registration and one shared fetch per hash at a time, so `created` is true exactly once. */
+  const registrations = new SingleFlight<{ info: SourceInfo; created: boolean }>();
+  const fetches = new SingleFlight<{ info: SourceInfo; data: Buffer } | undefined>();
 
   const dataPath = (hash: string) => join(root, hash.slice(0, 2), hash);
   const metaPath = (hash: string) => `${dataPath(hash)}.json`;
-
-  function once<T>(key: string, work: () => Promise<T>): Promise<T> {
-    const running = inflight.get(key) as Promise<T> | undefined;
-    if (running) return running;
-    const promise = work().finally(() => inflight.delete(key));
-    inflight.set(key, promise);
-    return promise;
-  }
 
   const unsupported = (detail: string, cause?: unknown) =>
     new UnsupportedMediaTypeError({ detail, allowed: SOURCE_FORMATS.join(', '), ...(cause ? { cause } : {}) });
@@ -272,7 +266,7 @@ export function createSourceStore(options: SourceStoreOptions): SourceStore {
   function fetchShared(hash: string): Promise<{ info: SourceInfo; data: Buffer } | undefined> {
     const tier = shared;
     if (!tier) return Promise.resolve(undefined);
-    return once(`shared:${hash}`, async () => {
+    return fetches.run(hash, async () => {
       const entry = await tier.get(`source:${hash}`).catch(() => undefined);
       if (!entry || entry.meta.kind !== 'source') return undefined;
       if (sha256(entry.data) !== hash) {
@@ -292,7 +286,7 @@ export function createSourceStore(options: SourceStoreOptions): SourceStore {
         logger.warn({ err: error, hash }, 'could not store a shared source locally'),
       );
       return { info, data: entry.data };
-    });
+    }).promise;
   }
 
   return {
@@ -301,8 +295,7 @@ export function createSourceStore(options: SourceStoreOptions): SourceStore {
       checkBytes(data);
       const hash = sha256(data);
       // A put that joins one in flight did not create the source: that one did.
-      const joined = inflight.has(`put:${hash}`);
-      const registered = await once(`put:${hash}`, async () => {
+      const { promise, joined } = registrations.run(hash, async () => {
         const existing = await readLocalInfo(hash);
         if (existing) return { info: existing, created: false };
         const info = await admit(hash, data);
@@ -310,6 +303,7 @@ export function createSourceStore(options: SourceStoreOptions): SourceStore {
         logger.info({ hash, format: info.format, width: info.width, height: info.height, bytes: info.bytes }, 'source stored');
         return { info, created: true };
       });
+      const registered = await promise;
       // Every put, not only the first: a re-upload restores a shared copy that expired or was lost.
       await publish(registered.info, data);
       return { info: registered.info, created: registered.created && !joined };

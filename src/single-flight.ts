@@ -1,6 +1,7 @@
 /**
  * Identical concurrent work joins one pending promise; the entry is removed when it settles, so a
- * failure is not cached here (the pipeline decides what to remember).
+ * failure is not cached here (the caller decides what to remember). Used by the pipeline (master
+ * and variant keys) and the source store (registrations and shared fetches).
  */
 export class SingleFlight<T> {
   readonly #inflight = new Map<string, Promise<T>>();
