@@ -11,6 +11,7 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { mkdir, open, readFile, rename, rm } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
+import { LRUCache } from 'lru-cache';
 import sharp, { type Metadata } from 'sharp';
 import type { CacheTier } from '../cache/types.js';
 import type { SourceImage } from '../engines/types.js';
@@ -127,6 +128,12 @@ async function writeAtomic(path: string, data: Buffer | string): Promise<void> {
 export function createSourceStore(options: SourceStoreOptions): SourceStore {
   const { maxBytes, maxPixels, shared, logger } = options;
   const root = join(options.dir, 'sources');
+  /**
+   * Every request reads its source's info (alpha for negotiation, size for the output limit):
+   * from disk that was a third of a memory hit's CPU (bench/RESULTS.md). Content-addressed info
+   * never changes, so it is kept, bounded by count (an entry is ~300 bytes).
+   */
+  const infos = new LRUCache<string, SourceInfo>({ max: 50_000 });
   /** One registration and one shared fetch per hash at a time, so `created` is true exactly once. */
   const registrations = new SingleFlight<{ info: SourceInfo; created: boolean }>();
   const fetches = new SingleFlight<{ info: SourceInfo; data: Buffer } | undefined>();
@@ -319,7 +326,11 @@ export function createSourceStore(options: SourceStoreOptions): SourceStore {
 
     async head(hash) {
       if (!HASH.test(hash)) return undefined;
-      return (await readLocalInfo(hash)) ?? (await fetchShared(hash))?.info;
+      const known = infos.get(hash);
+      if (known) return known;
+      const info = (await readLocalInfo(hash)) ?? (await fetchShared(hash))?.info;
+      if (info) infos.set(hash, info);
+      return info;
     },
   };
 }
