@@ -6,7 +6,7 @@ import { createHash, timingSafeEqual } from 'node:crypto';
 import express, { type Express, type Request, type Response } from 'express';
 import type { Logger } from '../logger.js';
 import type { Pipeline } from '../pipeline/index.js';
-import { parseUpscaleRequest, InvalidParamError, isSourceHash } from '../params/index.js';
+import { parseSourceHash, parseUpscaleRequest } from '../params/index.js';
 import { SourceNotFoundError, type SourceStore } from '../sources/index.js';
 import { errorHandler, RequestError } from './errors.js';
 import { readinessRoute, type ReadinessCheck } from './health.js';
@@ -42,18 +42,6 @@ function matches(ifNoneMatch: string | undefined, etag: string): boolean {
   if (!ifNoneMatch) return false;
   if (ifNoneMatch.trim() === '*') return true;
   return ifNoneMatch.split(',').some((tag) => tag.trim().replace(/^W\//, '') === etag);
-}
-
-function hashParam(req: Request): string {
-  const hash = String(req.params.hash);
-  if (!isSourceHash(hash)) {
-    throw new InvalidParamError({
-      param: 'hash',
-      allowed: '64 lowercase hex characters (sha256)',
-      detail: 'the path must end in a source hash: 64 lowercase hex characters (sha256), as returned by POST /sources',
-    });
-  }
-  return hash;
 }
 
 export function createApp(options: AppOptions): Express {
@@ -128,23 +116,23 @@ export function createApp(options: AppOptions): Express {
   );
 
   app.get('/sources/:hash', async (req, res) => {
-    const hash = hashParam(req);
+    const hash = parseSourceHash(String(req.params.hash));
+    const notFound = () => new SourceNotFoundError({ param: 'hash', detail: `no source with hash ${hash}` });
+    const info = await sources.head(hash);
+    if (!info) throw notFound();
     const etag = `"${hash}"`;
-    const image = req.method === 'HEAD' ? await sources.head(hash) : await sources.get(hash);
-    if (!image) throw new SourceNotFoundError({ param: 'hash', detail: `no source with hash ${hash}` });
     res.setHeader('ETag', etag);
     res.setHeader('Cache-Control', IMMUTABLE);
     if (matches(req.get('if-none-match'), etag)) return void res.status(304).end();
-    const info = await sources.head(hash);
-    res.setHeader('Content-Type', info?.contentType ?? 'application/octet-stream');
-    if ('data' in image) {
-      res.setHeader('Content-Length', String(image.data.length));
-      res.end(image.data);
-    } else {
-      res.setHeader('Content-Length', String(info?.bytes ?? 0));
-      res.end();
-    }
+    res.setHeader('Content-Type', info.contentType);
+    res.setHeader('Content-Length', String(info.bytes));
+    // Only a GET owes the bytes; HEAD and 304 are answered from the info alone.
+    if (req.method === 'HEAD') return void res.end();
+    const image = await sources.get(hash);
+    if (!image) throw notFound();
+    res.end(image.data);
   });
+
 
   app.get('/upscale/:hash', async (req, res) => {
     const request = parseUpscaleRequest(String(req.params.hash), rawQuery(req));

@@ -19,8 +19,16 @@ for (const [name, spec] of Object.entries(PARAMS) as [ParamName, ParamSpec][]) {
   for (const alias of spec.aliases ?? []) KEYS.set(alias, name);
 }
 
-export function isSourceHash(value: string): boolean {
-  return HASH.test(value);
+/** The `:hash` of a path, checked: a 400 naming `hash` unless it is a sha256 hex. */
+export function parseSourceHash(hash: string): string {
+  if (!HASH.test(hash)) {
+    throw new InvalidParamError({
+      param: 'hash',
+      allowed: describeAllowed(PARAMS.mask),
+      detail: 'the path must end in a source hash: 64 lowercase hex characters (sha256), as returned by POST /sources',
+    });
+  }
+  return hash;
 }
 
 /** Human-readable description of what a field accepts; used in 400s and the README. */
@@ -107,13 +115,7 @@ function defaults(group: 'clarity' | 'output'): Record<string, unknown> {
  * not a framework's parsed object, so that repeated keys are seen.
  */
 export function parseUpscaleRequest(hash: string, query: URLSearchParams): UpscaleRequest {
-  if (!HASH.test(hash)) {
-    throw new InvalidParamError({
-      param: 'hash',
-      allowed: describeAllowed(PARAMS.mask),
-      detail: 'the path must end in a source hash: 64 lowercase hex characters (sha256), as returned by POST /sources',
-    });
-  }
+  parseSourceHash(hash);
   const clarity = defaults('clarity');
   const output = defaults('output');
   const seen = new Map<ParamName, string>();

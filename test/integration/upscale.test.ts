@@ -59,6 +59,8 @@ describe('sources', () => {
     const head = await request(server.app).head(`/sources/${res.body.hash}`);
     expect(head.status).toBe(200);
     expect(head.headers['content-length']).toBe(String(png.length));
+    const revalidated = await request(server.app).get(`/sources/${res.body.hash}`).set('If-None-Match', got.headers['etag'] as string);
+    expect(revalidated.status).toBe(304);
   });
 
   it('413 for too many bytes, 413 for too many pixels, 415 for what is not an image', async () => {
