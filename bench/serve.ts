@@ -428,9 +428,10 @@ async function main(): Promise<void> {
 
     // In-process, no HTTP: what a hit and a revalidation cost the pipeline alone.
     const request1 = parseUpscaleRequest(hash, new URLSearchParams('scale=2&format=webp'));
+    const prepared1 = await A.built.pipeline.prepare(request1, undefined);
     const diagnostics = [
-      { id: 'etagFor', label: '`pipeline.etagFor` (all a 304 does past HTTP)', op: () => A.built.pipeline.etagFor(request1, undefined) },
-      { id: 'upscale', label: '`pipeline.upscale`, memory HIT', op: () => A.built.pipeline.upscale(request1, undefined) },
+      { id: 'prepare', label: '`pipeline.prepare` (all a 304 does past HTTP)', op: () => A.built.pipeline.prepare(request1, undefined) },
+      { id: 'upscale', label: '`pipeline.upscale`, memory HIT', op: () => A.built.pipeline.upscale(prepared1) },
       {
         id: 'parse',
         label: '`parseUpscaleRequest` of the query',
@@ -497,7 +498,7 @@ async function main(): Promise<void> {
     const today = new Date().toISOString().slice(0, 10);
 
     const cpu = (id: string) => m(id, 'serverCpuUs');
-    const routeUs = dm('parse', 'cpuUs') + dm('etagFor', 'cpuUs') + dm('upscale', 'cpuUs');
+    const routeUs = dm('parse', 'cpuUs') + dm('prepare', 'cpuUs') + dm('upscale', 'cpuUs');
     const bareClient = m('bare', 'clientCore');
     const signed = (n: number) => `${n >= 0 ? '+' : '−'}${Math.abs(n).toFixed(0)}`;
     const webp = m('webp', 'rps');
@@ -563,10 +564,10 @@ async function main(): Promise<void> {
       'Reading it:',
       `- **Where a memory HIT goes**: ${cpu('memory').toFixed(0)} µs of server CPU a request against ${cpu('bare').toFixed(0)} for the bare`,
       `  server (${xr('memory', 'bare', 'serverCpuUs')} the CPU; ${xr('memory', 'bare')} the req/s). Measured in-process, the route's own work`,
-      `  (\`parseUpscaleRequest\` + \`pipeline.etagFor\` + \`pipeline.upscale\`) is ${routeUs.toFixed(0)} µs, ${pct(routeUs / cpu('memory'))} of it; the other`,
+      `  (\`parseUpscaleRequest\` + \`pipeline.prepare\` + \`pipeline.upscale\`) is ${routeUs.toFixed(0)} µs, ${pct(routeUs / cpu('memory'))} of it; the other`,
       `  ${(cpu('memory') - routeUs).toFixed(0)} µs are Node's HTTP and Express.`,
       `- **A 304 saves little**: ${xr('revalidate', 'memory', 'rps', true)} a memory HIT's req/s, ${cpu('revalidate').toFixed(0)} µs of CPU of which`,
-      `  \`pipeline.etagFor\` (parse the query, the source's info, hash the keys) is ${dm('etagFor', 'cpuUs').toFixed(0)}: it skips the cache and the body`,
+      `  \`pipeline.prepare\` (parse the query, the source's info, hash the keys) is ${dm('prepare', 'cpuUs').toFixed(0)}: it skips the cache and the body`,
       `  but not Express. The bare server's 304 is ${xr('bare304', 'bare')} its 200 (both client-bound here).`,
       `- **Tiers**: a disk HIT is ${xr('disk', 'memory', 'rps', true)} a memory HIT's req/s (ratios within each round, range in`,
       `  brackets) and ${signed(cpu('disk') - cpu('memory'))} µs of CPU a request: every hit opens, stats, reads and closes a file and checks`,

@@ -137,15 +137,15 @@ export function createApp(options: AppOptions): Express {
   app.get('/upscale/:hash', async (req, res) => {
     const request = parseUpscaleRequest(String(req.params.hash), rawQuery(req));
     const accept = req.get('accept');
-    const etag = await pipeline.etagFor(request, accept);
-    if (etag.vary) res.setHeader('Vary', 'Accept');
-    if (matches(req.get('if-none-match'), `"${etag.value}"`)) {
-      res.setHeader('ETag', `"${etag.value}"`);
+    const prepared = await pipeline.prepare(request, accept);
+    if (prepared.vary) res.setHeader('Vary', 'Accept');
+    if (matches(req.get('if-none-match'), `"${prepared.etag}"`)) {
+      res.setHeader('ETag', `"${prepared.etag}"`);
       res.setHeader('Cache-Control', IMMUTABLE);
       res.setHeader('X-Cache', 'HIT; revalidated');
       return void res.status(304).end();
     }
-    const result = await pipeline.upscale(request, accept);
+    const result = await pipeline.upscale(prepared);
     res.setHeader('Content-Type', result.contentType);
     res.setHeader('Content-Length', String(result.data.length));
     res.setHeader('ETag', `"${result.etag}"`);

@@ -17,7 +17,7 @@ import { decodes, planOutput, renderVariant, variantSpec, type OutputPlan } from
 import { OutputTooLargeError, RememberedRejectionError, UpscaleTimeoutError } from './errors.js';
 import type { Limiter } from './limiter.js';
 import { SingleFlight } from '../single-flight.js';
-import type { PipelineCache, PipelineSources, UpscaleResult } from './types.js';
+import type { PipelineCache, PipelineSources, PreparedUpscale, UpscaleResult } from './types.js';
 
 export interface PipelineOptions {
   engine: Engine;
@@ -182,25 +182,21 @@ export function createPipeline(options: PipelineOptions) {
     return promise;
   }
 
-  /** Validates the request against its source and resolves the output plan; no image work. */
-  async function prepare(request: UpscaleRequest, accept: string | undefined): Promise<OutputPlan> {
+  /**
+   * Validates the request against its source and resolves the output plan and the ETag a full
+   * answer from the primary engine would carry, from keys alone: no cache read, no image work, so a
+   * revalidation (`If-None-Match`) is answered here.
+   */
+  async function prepare(request: UpscaleRequest, accept: string | undefined): Promise<PreparedUpscale> {
     const info = await sources.head(request.source);
     if (!info) throw sourceNotFound(request.source, 'hash');
     checkOutputSize(info, request, options.outputMaxPixels);
-    return planOutput(request.output, accept, info.hasAlpha);
+    const plan = planOutput(request.output, accept, info.hasAlpha);
+    const etag = variantKey(masterKey(request.source, engine.id, request.clarity), variantSpec(plan));
+    return { request, plan, etag, vary: plan.vary };
   }
 
-  /**
-   * The ETag a full answer from the primary engine would carry, from keys alone: a revalidation
-   * (`If-None-Match`) is answered without touching the cache or the engine.
-   */
-  async function etagFor(request: UpscaleRequest, accept: string | undefined) {
-    const plan = await prepare(request, accept);
-    return { value: variantKey(masterKey(request.source, engine.id, request.clarity), variantSpec(plan)), vary: plan.vary };
-  }
-
-  async function upscale(request: UpscaleRequest, accept: string | undefined): Promise<UpscaleResult> {
-    const plan = await prepare(request, accept);
+  async function upscale({ request, plan }: PreparedUpscale): Promise<UpscaleResult> {
     const work = produce(request, plan, engine, limiter).catch(async (error: unknown) => {
       const fb = options.fallback;
       if (!fb || !fb.when(error)) throw error;
@@ -212,8 +208,8 @@ export function createPipeline(options: PipelineOptions) {
   }
 
   return {
+    prepare,
     upscale,
-    etagFor,
     engine,
     stats: () => ({
       limiter: limiter.stats(),

@@ -1,6 +1,8 @@
 import type { CacheEntry } from '../cache/types.js';
 import type { SourceImage } from '../engines/types.js';
 import type { SourceInfo } from '../sources/index.js';
+import type { UpscaleRequest } from '../params/index.js';
+import type { OutputPlan } from '../transform/index.js';
 
 /** What the pipeline needs of the tiered cache. */
 export interface PipelineCache {
@@ -36,4 +38,14 @@ export interface UpscaleResult {
   /** Served by the fallback engine; cacheable for `maxAgeSeconds` only. */
   fallback?: boolean;
   maxAgeSeconds?: number;
+}
+
+/** A request checked against its source, with its output plan and the ETag of a full answer. */
+export interface PreparedUpscale {
+  request: UpscaleRequest;
+  plan: OutputPlan;
+  /** The variant key for the primary engine: the strong ETag. */
+  etag: string;
+  /** The format came from `Accept`. */
+  vary: boolean;
 }
