@@ -103,9 +103,11 @@ export async function buildServer(config: Config, options: BuildOptions = {}): P
           retries: config.UPSTREAM_RETRIES,
           imageDelivery: config.SEGMIND_IMAGE_DELIVERY,
           ...(config.PUBLIC_BASE_URL ? { publicBaseUrl: config.PUBLIC_BASE_URL } : {}),
-          journal: redis
-            ? createCompositeJournal([createDiskJournal(join(config.CACHE_DIR, 'journal')), createTierJournal(redis)])
-            : createDiskJournal(join(config.CACHE_DIR, 'journal')),
+          // Disk is the durable journal; Redis lets another instance resume a job.
+          journal: createCompositeJournal([
+            createDiskJournal(join(config.CACHE_DIR, 'journal')),
+            ...(redis ? [createTierJournal(redis)] : []),
+          ]),
           logger,
         })
       : localEngine(config, logger);
