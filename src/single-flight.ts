@@ -20,6 +20,11 @@ export class SingleFlight<T> {
     return { promise, joined: false };
   }
 
+  /** Whether work for `key` is in flight. */
+  has(key: string): boolean {
+    return this.#inflight.has(key);
+  }
+
   get size(): number {
     return this.#inflight.size;
   }

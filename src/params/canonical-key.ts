@@ -18,11 +18,14 @@ function sortedPairs(record: object): [string, unknown][] {
 }
 
 /**
- * Identity of what an engine produces: the source, the engine (with its model) and every clarity
- * field with defaults filled. Output fields stay out: every variant of a master shares it.
+ * Identity of what an engine produces: the source, the engine (with its model) and the clarity
+ * fields that engine acts on, defaults filled. Fields it ignores stay out, so `seed=42` on the
+ * local engine is not a second model run of identical bytes (nor a free way to bust the cache);
+ * output fields stay out too: every variant of a master shares it.
  */
-export function masterKey(source: string, engineId: string, clarity: ClarityParams): string {
-  return sha256(['master', ['engine', engineId], ['source', source], ...sortedPairs(clarity)]);
+export function masterKey(source: string, engineId: string, clarity: ClarityParams, honors: ReadonlySet<string>): string {
+  const acted = Object.entries(clarity).filter(([name]) => honors.has(name));
+  return sha256(['master', ['engine', engineId], ['source', source], ...sortedPairs(Object.fromEntries(acted))]);
 }
 
 /** What a variant is made of once the output stage has resolved defaults and negotiation. */

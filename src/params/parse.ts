@@ -4,7 +4,8 @@
  * that names the parameter and what is allowed, rather than guessed at.
  */
 import { InvalidParamError } from './errors.js';
-import { PARAMS, RESERVED_KEYS, type ParamName, type ParamSpec } from './table.js';
+import type { Presets } from './presets.js';
+import { PARAMS, PRESET_KEY, RESERVED_KEYS, type ParamName, type ParamSpec } from './table.js';
 import type { ClarityParams, OutputParams, UpscaleRequest } from './types.js';
 
 const HASH = /^[0-9a-f]{64}$/;
@@ -17,6 +18,11 @@ const KEYS = new Map<string, ParamName>();
 for (const [name, spec] of Object.entries(PARAMS) as [ParamName, ParamSpec][]) {
   KEYS.set(name, name);
   for (const alias of spec.aliases ?? []) KEYS.set(alias, name);
+}
+
+/** A query key (name or alias) → its field name; undefined when unknown. */
+export function resolveKey(key: string): ParamName | undefined {
+  return KEYS.get(key);
 }
 
 /** The `:hash` of a path, checked: a 400 naming `hash` unless it is a sha256 hex. */
@@ -110,14 +116,49 @@ function defaults(group: 'clarity' | 'output'): Record<string, unknown> {
   return out;
 }
 
+export interface ParseOptions {
+  /** Named parameter sets usable as `?preset=name`. */
+  presets?: Presets;
+  /** Refuse clarity fields in the query: they come from presets only (`ONLY_PRESETS`). */
+  onlyPresets?: boolean;
+}
+
+/** The preset a query names (`preset=hero`), checked; undefined without one. */
+function presetOf(query: URLSearchParams, options: ParseOptions) {
+  const names = query.getAll(PRESET_KEY);
+  if (names.length === 0) return undefined;
+  const known = [...(options.presets?.keys() ?? [])];
+  const allowed = known.length > 0 ? `one of: ${known.join(', ')}` : 'no presets are configured (PRESETS_FILE)';
+  if (names.length > 1) {
+    throw new InvalidParamError({ param: PRESET_KEY, allowed, detail: 'preset is given more than once; give it once' });
+  }
+  const name = names[0] as string;
+  const values = options.presets?.get(name);
+  if (!values) {
+    throw new InvalidParamError({
+      param: PRESET_KEY,
+      allowed,
+      detail: `preset=${JSON.stringify(name.slice(0, 80))} is not a configured preset; ${allowed}`,
+    });
+  }
+  return values;
+}
+
 /**
  * Parses `/upscale/:hash?…`. `query` should come from the raw URL (`new URLSearchParams(search)`),
- * not a framework's parsed object, so that repeated keys are seen.
+ * not a framework's parsed object, so that repeated keys are seen. Values resolve in this order:
+ * the table's defaults, then the named preset, then the query's own fields.
  */
-export function parseUpscaleRequest(hash: string, query: URLSearchParams): UpscaleRequest {
+export function parseUpscaleRequest(hash: string, query: URLSearchParams, options: ParseOptions = {}): UpscaleRequest {
   parseSourceHash(hash);
   const clarity = defaults('clarity');
   const output = defaults('output');
+  const given = new Set<ParamName>();
+  const preset = presetOf(query, options);
+  for (const [name, value] of Object.entries(preset ?? {}) as [ParamName, unknown][]) {
+    (PARAMS[name].group === 'clarity' ? clarity : output)[name] = value;
+    given.add(name);
+  }
   const seen = new Map<ParamName, string>();
   for (const [key, raw] of query) {
     if ((RESERVED_KEYS as readonly string[]).includes(key)) continue;
@@ -125,8 +166,8 @@ export function parseUpscaleRequest(hash: string, query: URLSearchParams): Upsca
     if (name === undefined) {
       throw new InvalidParamError({
         param: key,
-        allowed: [...KEYS.keys()].join(', '),
-        detail: `unknown parameter ${JSON.stringify(key)}; known parameters: ${Object.keys(PARAMS).join(', ')}`,
+        allowed: [...KEYS.keys(), ...RESERVED_KEYS].join(', '),
+        detail: `unknown parameter ${JSON.stringify(key)}; known parameters: ${Object.keys(PARAMS).join(', ')}, ${RESERVED_KEYS.join(', ')}`,
       });
     }
     const earlier = seen.get(name);
@@ -142,12 +183,25 @@ export function parseUpscaleRequest(hash: string, query: URLSearchParams): Upsca
     }
     seen.set(name, key);
     const spec: ParamSpec = PARAMS[name];
+    if (spec.group === 'clarity' && options.onlyPresets) {
+      const presets = [...(options.presets?.keys() ?? [])].join(', ');
+      throw new InvalidParamError({
+        param: key,
+        allowed: `preset=<name> (${presets}) and the output fields: ${OUTPUT_KEYS.join(', ')}`,
+        detail: `${key} cannot be set here: this server takes upscale fields from presets only (ONLY_PRESETS); use preset=<name>`,
+      });
+    }
     (spec.group === 'clarity' ? clarity : output)[name] = parseValue(key, spec, raw);
+    given.add(name);
   }
   return {
     source: hash,
     clarity: clarity as unknown as ClarityParams,
     output: output as unknown as OutputParams,
-    given: [...seen.keys()],
+    given: [...given],
   };
 }
+
+const OUTPUT_KEYS = Object.entries(PARAMS)
+  .filter(([, spec]) => spec.group === 'output')
+  .map(([name]) => name);

@@ -173,8 +173,11 @@ export const PARAMS = {
 
 export type ParamName = keyof typeof PARAMS;
 
-/** Query parameters that are not fields: the signature. */
-export const RESERVED_KEYS = ['sig'] as const;
+/** The query key that names a preset (`?preset=hero`). */
+export const PRESET_KEY = 'preset';
+
+/** Query parameters that are not fields: the preset name and the signature. */
+export const RESERVED_KEYS = [PRESET_KEY, 'sig'] as const;
 
 // Ties the table to the parameter types in both directions: every field has an entry, every
 // entry is a field, and each entry's kind matches the field's type.

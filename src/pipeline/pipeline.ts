@@ -17,7 +17,7 @@ import { decodes, planOutput, renderVariant, variantSpec, type OutputPlan } from
 import { OutputTooLargeError, RememberedRejectionError, UpscaleTimeoutError } from './errors.js';
 import type { Limiter } from './limiter.js';
 import { SingleFlight } from '../single-flight.js';
-import type { PipelineCache, PipelineSources, PreparedUpscale, UpscaleResult } from './types.js';
+import type { PipelineCache, PipelineObserver, PipelineSources, PreparedUpscale, UpscaleResult } from './types.js';
 
 export interface PipelineOptions {
   engine: Engine;
@@ -37,7 +37,39 @@ export interface PipelineOptions {
    * result is cached for `ttlSeconds` only, so the real one replaces it once the upstream is back.
    */
   fallback?: { engine: Engine; limiter: Limiter; ttlSeconds: number; when: (error: unknown) => boolean };
+  /** Told about joins, engine calls and limiter waits (metrics). */
+  observer?: PipelineObserver;
   now?: () => number;
+}
+
+/** What one `upscale` call may do beyond reading the cache. */
+export interface UpscaleOptions {
+  /**
+   * Called right before this request would start new engine work (a master in no cache and in no
+   * flight); throwing refuses the request with that error (a client's miss rate). Requests that
+   * join work already running, and hits, are never asked.
+   */
+  admitMiss?: () => void | Promise<void>;
+}
+
+/**
+ * A refusal that belongs to the request that started a flight (its own admission, or a HEAD that
+ * may not start work): a joiner of that flight must not inherit it, and starts the work itself.
+ */
+class OwnRefusal extends Error {}
+/** The answer needs an engine run, and this call may not start one. */
+class NotCached extends OwnRefusal {}
+/** `admitMiss` refused; the cause is what the client is told. */
+class NotAdmitted extends OwnRefusal {}
+
+interface ProduceOptions {
+  engine: Engine;
+  limiter: Limiter;
+  /** Variant TTL (the fallback's); 0 stores nothing. */
+  ttlSeconds?: number;
+  /** False for HEAD: answer from the cache (transform included) or throw `NotCached`. */
+  engineAllowed: boolean;
+  admitMiss?: UpscaleOptions['admitMiss'];
 }
 
 interface MasterOutcome {
@@ -54,6 +86,7 @@ const isRejection = (error: unknown) => error instanceof CdnError && error.statu
 
 export function createPipeline(options: PipelineOptions) {
   const { engine, limiter, cache, sources, logger } = options;
+  const observer = options.observer ?? {};
   const now = options.now ?? Date.now;
   const masters = new SingleFlight<MasterOutcome>();
   const variants = new SingleFlight<UpscaleResult>();
@@ -66,9 +99,25 @@ export function createPipeline(options: PipelineOptions) {
     return image;
   }
 
+  /** Joins identical work in flight, or starts it; a joiner never inherits the starter's `OwnRefusal`. */
+  async function shared<T>(flight: SingleFlight<T>, kind: 'variant' | 'master', key: string, work: () => Promise<T>): Promise<T> {
+    for (;;) {
+      const { promise, joined } = flight.run(key, work);
+      if (joined) observer.joined?.(kind);
+      try {
+        return await promise;
+      } catch (error) {
+        if (joined && error instanceof OwnRefusal) continue;
+        throw error;
+      }
+    }
+  }
+
   /** The master: from cache, or made once by the engine under the limiter and stored durably. */
-  function getMaster(key: string, request: UpscaleRequest, eng: Engine, lim: Limiter): Promise<MasterOutcome> {
-    return masters.run(key, async () => {
+  function getMaster(key: string, request: UpscaleRequest, how: ProduceOptions): Promise<MasterOutcome> {
+    const { engine: eng, limiter: lim } = how;
+    if (!how.engineAllowed && masters.has(key)) return Promise.reject(new NotCached());
+    return shared(masters, 'master', key, async () => {
       const cached = await cache.get(`master:${key}`);
       if (cached) return { entry: cached.entry, tier: cached.tier };
       const failure = await cache.get(`failure:${key}`);
@@ -77,16 +126,29 @@ export function createPipeline(options: PipelineOptions) {
           detail: String(failure.entry.meta.attrs?.detail ?? 'the upstream rejected this payload'),
         });
       }
+      if (!how.engineAllowed) throw new NotCached();
+      if (how.admitMiss) {
+        try {
+          await how.admitMiss();
+        } catch (error) {
+          throw new NotAdmitted('miss refused', { cause: error });
+        }
+      }
       const source = await loadSource(request.source, 'hash');
-      const mask = request.clarity.mask ? await loadSource(request.clarity.mask, 'mask') : undefined;
-      const started = process.hrtime.bigint();
+      // Only an engine that acts on the mask needs it (the local engine does not).
+      const mask = request.clarity.mask && eng.honors.has('mask') ? await loadSource(request.clarity.mask, 'mask') : undefined;
+      const queued = process.hrtime.bigint();
+      let started = queued;
       let result: EngineResult;
       try {
         result = await lim.run((gate) => {
+          started = process.hrtime.bigint();
+          observer.limiterWait?.(MS(queued) / 1000);
           engineCalls[eng.id] = (engineCalls[eng.id] ?? 0) + 1;
           return eng.upscale({ masterKey: key, source, params: request.clarity, ...(mask ? { mask } : {}) }, { gate });
         });
       } catch (error) {
+        observer.engineCall?.({ engine: eng.id, outcome: error instanceof CdnError ? error.code : 'ERROR', seconds: MS(started) / 1000 });
         if (isRejection(error) && options.failedTtlSeconds > 0) {
           await cache
             .set(`failure:${key}`, {
@@ -102,6 +164,12 @@ export function createPipeline(options: PipelineOptions) {
         }
         throw error;
       }
+      observer.engineCall?.({
+        engine: eng.id,
+        outcome: 'OK',
+        seconds: MS(started) / 1000,
+        ...(result.cost !== undefined ? { cost: result.cost } : {}),
+      });
       const entry: CacheEntry = {
         data: result.data,
         meta: {
@@ -121,26 +189,22 @@ export function createPipeline(options: PipelineOptions) {
         'master stored',
       );
       return { entry, tier: 'engine', engineMs: MS(started) };
-    }).promise;
+    });
   }
 
-  async function produce(
-    request: UpscaleRequest,
-    plan: OutputPlan,
-    eng: Engine,
-    lim: Limiter,
-    ttlSeconds?: number,
-  ): Promise<UpscaleResult> {
-    const mKey = masterKey(request.source, eng.id, request.clarity);
+  async function produce(request: UpscaleRequest, plan: OutputPlan, how: ProduceOptions): Promise<UpscaleResult> {
+    const { engine: eng, ttlSeconds } = how;
+    const mKey = masterKey(request.source, eng.id, request.clarity, eng.honors);
     const vKey = variantKey(mKey, variantSpec(plan));
-    const ignored = request.given.filter((name) => isClarity(name) && !eng.honors.has(name));
-    const base = { etag: vKey, vary: plan.vary, engine: eng.id, ignored };
-    const { promise } = variants.run(vKey, async () => {
+    const base = { etag: vKey, vary: plan.vary, engine: eng.id, ignored: ignoredBy(request, eng) };
+    // A HEAD does not wait on work it may not start, nor on a GET's: it answers from what is stored.
+    if (!how.engineAllowed && variants.has(vKey)) throw new NotCached();
+    return shared(variants, 'variant', vKey, async () => {
       const hit = await cache.get(`variant:${vKey}`);
       if (hit) {
         return { ...base, ...fromEntry(hit.entry), cache: 'HIT', tier: hit.tier, timings: {} } satisfies UpscaleResult;
       }
-      const master = await getMaster(mKey, request, eng, lim);
+      const master = await getMaster(mKey, request, how);
       const started = process.hrtime.bigint();
       let rendered;
       try {
@@ -179,7 +243,6 @@ export function createPipeline(options: PipelineOptions) {
         timings: { ...(master.engineMs !== undefined ? { engineMs: master.engineMs } : {}), transformMs },
       } satisfies UpscaleResult;
     });
-    return promise;
   }
 
   /**
@@ -192,24 +255,43 @@ export function createPipeline(options: PipelineOptions) {
     if (!info) throw sourceNotFound(request.source, 'hash');
     checkOutputSize(info, request, options.outputMaxPixels);
     const plan = planOutput(request.output, accept, info.hasAlpha);
-    const etag = variantKey(masterKey(request.source, engine.id, request.clarity), variantSpec(plan));
-    return { request, plan, etag, vary: plan.vary };
+    const etag = variantKey(masterKey(request.source, engine.id, request.clarity, engine.honors), variantSpec(plan));
+    return { request, plan, etag, vary: plan.vary, ignored: ignoredBy(request, engine) };
   }
 
-  async function upscale({ request, plan }: PreparedUpscale): Promise<UpscaleResult> {
-    const work = produce(request, plan, engine, limiter).catch(async (error: unknown) => {
+  /** The full answer: from the cache, or made (once, under the limiter) and stored. */
+  async function upscale({ request, plan }: PreparedUpscale, upscaleOptions: UpscaleOptions = {}): Promise<UpscaleResult> {
+    const primary = { engine, limiter, engineAllowed: true, ...upscaleOptions };
+    const work = produce(request, plan, primary).catch(async (error: unknown) => {
+      if (error instanceof NotAdmitted) throw error.cause;
       const fb = options.fallback;
       if (!fb || !fb.when(error)) throw error;
       logger.warn({ err: error, engine: fb.engine.id }, 'primary engine unavailable: serving the fallback engine');
-      const result = await produce(request, plan, fb.engine, fb.limiter, fb.ttlSeconds);
+      const fallback = { engine: fb.engine, limiter: fb.limiter, ttlSeconds: fb.ttlSeconds, engineAllowed: true };
+      const result = await produce(request, plan, fallback);
       return { ...result, fallback: true, maxAgeSeconds: fb.ttlSeconds };
     });
     return deadline(work, options.requestTimeoutMs);
   }
 
+  /**
+   * What a HEAD may know without paid work: the answer when the variant or its master is stored
+   * (a conversion may run: it costs no upstream call), undefined when only an engine could make it.
+   * A remembered upstream rejection is thrown as for a GET.
+   */
+  async function peek({ request, plan }: PreparedUpscale): Promise<UpscaleResult | undefined> {
+    try {
+      return await produce(request, plan, { engine, limiter, engineAllowed: false });
+    } catch (error) {
+      if (error instanceof NotCached) return undefined;
+      throw error;
+    }
+  }
+
   return {
     prepare,
     upscale,
+    peek,
     engine,
     stats: () => ({
       limiter: limiter.stats(),
@@ -240,7 +322,10 @@ function fromEntry(entry: CacheEntry) {
 }
 
 const CLARITY_FIELDS = new Set(Object.entries(PARAMS).filter(([, spec]) => spec.group === 'clarity').map(([name]) => name));
-const isClarity = (name: string) => CLARITY_FIELDS.has(name);
+
+/** Clarity fields the request set (itself or through a preset) that `eng` does not act on. */
+const ignoredBy = (request: UpscaleRequest, eng: Engine) =>
+  request.given.filter((name) => CLARITY_FIELDS.has(name) && !eng.honors.has(name));
 
 /** The master is source × scale² (after the optional downscaling); refuse what would not fit. */
 function checkOutputSize(info: SourceInfo, request: UpscaleRequest, maxPixels: number) {

@@ -48,4 +48,16 @@ export interface PreparedUpscale {
   etag: string;
   /** The format came from `Accept`. */
   vary: boolean;
+  /** Clarity fields set that the primary engine does not act on. */
+  ignored: string[];
+}
+
+/** Events the pipeline reports as they happen (for metrics); every method is optional. */
+export interface PipelineObserver {
+  /** A request joined identical work already in flight instead of starting it. */
+  joined?(kind: 'variant' | 'master'): void;
+  /** Time a master waited for a limiter slot, in seconds. */
+  limiterWait?(seconds: number): void;
+  /** An engine call ended: `OK` or the error code; `cost` as the upstream reported it (USD). */
+  engineCall?(call: { engine: string; outcome: string; seconds: number; cost?: number }): void;
 }

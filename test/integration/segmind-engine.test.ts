@@ -263,6 +263,7 @@ describe('v2 (async)', () => {
       statusUrl: `${fake.url}/v2/requests/${job?.id}/status`,
       responseUrl: `${fake.url}/v2/requests/${job?.id}`,
       submittedAt: expect.any(Number),
+      sources: [i.source.hash],
     });
     fake.releaseJobs();
     const result = await pending;

@@ -222,13 +222,23 @@ describe('/upscale/:hash with the local engine', () => {
     expect(other.status).toBe(200);
   });
 
-  it('diffusion-only fields stay in the key and are reported as ignored', async () => {
-    const res = await request(server.app).get(`/upscale/${hash}?creativity=0.4&prompt=fox&sharpen=1&format=png`);
-    expect(res.status).toBe(200);
-    expect(res.headers['x-upscale-ignored']).toBe('creativity, prompt');
-    const plain = await request(server.app).get(`/upscale/${hash}?sharpen=1&format=png`);
+  it('fields the engine ignores are reported, and fork neither the master nor the ETag', async () => {
+    const calls = server.engineCalls();
+    const plain = await request(server.app).get(`/upscale/${hash}?sharpen=1.5&format=png`);
+    expect(plain.status).toBe(200);
     expect(plain.headers['x-upscale-ignored']).toBeUndefined();
-    expect(plain.headers['etag']).not.toBe(res.headers['etag']);
+    expect(server.engineCalls()).toBe(calls + 1);
+    const res = await request(server.app).get(`/upscale/${hash}?creativity=0.4&prompt=fox&seed=42&sharpen=1.5&format=png`);
+    expect(res.status).toBe(200);
+    expect(res.headers['x-upscale-ignored']).toBe('creativity, prompt, seed');
+    expect(res.headers['x-cache']).toBe('HIT; tier=memory');
+    expect(res.headers['etag']).toBe(plain.headers['etag']);
+    expect(server.engineCalls()).toBe(calls + 1);
+    // A field the local engine acts on still makes its own master.
+    const sharper = await request(server.app).get(`/upscale/${hash}?sharpen=2.5&format=png`);
+    expect(sharper.headers['x-cache']).toBe('MISS');
+    expect(sharper.headers['etag']).not.toBe(plain.headers['etag']);
+    expect(server.engineCalls()).toBe(calls + 2);
   });
 
   it('every invalid parameter is a 400 problem naming it; nothing reaches the engine', async () => {
@@ -283,7 +293,7 @@ describe('/upscale/:hash with the local engine', () => {
   it('/metrics counts engine calls and reports the disk tier by kind', async () => {
     const res = await request(server.app).get('/metrics');
     expect(res.status).toBe(200);
-    expect(res.text).toContain(`clarity_engine_calls_total{engine="local:esrgan-slim"} ${server.engineCalls()}`);
+    expect(res.text).toContain(`clarity_engine_calls_total{engine="local:esrgan-slim",outcome="OK"} ${server.engineCalls()}`);
     const master = /clarity_disk_bytes\{kind="master"\} (\d+)/.exec(res.text);
     expect(Number(master?.[1])).toBeGreaterThan(0);
     expect(res.text).toMatch(/clarity_disk_max_bytes \d+/);

@@ -521,7 +521,15 @@ export function createSegmindEngine(options: SegmindEngineOptions): Engine {
         upstreamStatus: answer.status,
       });
     }
-    const entry: JournalEntry = { masterKey: job.input.masterKey, requestId, statusUrl, responseUrl, submittedAt: now() };
+    const { source, mask } = job.input;
+    const entry: JournalEntry = {
+      masterKey: job.input.masterKey,
+      requestId,
+      statusUrl,
+      responseUrl,
+      submittedAt: now(),
+      sources: mask ? [source.hash, mask.hash] : [source.hash],
+    };
     job.requestId = requestId;
     try {
       await journal.put(entry.masterKey, entry);

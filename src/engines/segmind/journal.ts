@@ -21,6 +21,12 @@ export interface JournalEntry {
   responseUrl: string;
   /** When the submit was accepted, epoch ms. Results are kept upstream ~1 hour. */
   submittedAt: number;
+  /**
+   * Source hashes the job was made from (image, mask): the source store keeps their bytes while
+   * the job is journaled, since a resubmit (404 on resume) or an upstream fetching
+   * `/sources/<hash>` needs them. Absent in entries written before it existed.
+   */
+  sources?: string[];
 }
 
 export interface JobJournal {
@@ -43,7 +49,8 @@ function isEntry(value: unknown): value is JournalEntry {
     typeof v.requestId === 'string' &&
     typeof v.statusUrl === 'string' &&
     typeof v.responseUrl === 'string' &&
-    typeof v.submittedAt === 'number'
+    typeof v.submittedAt === 'number' &&
+    (v.sources === undefined || (Array.isArray(v.sources) && v.sources.every((h) => typeof h === 'string')))
   );
 }
 

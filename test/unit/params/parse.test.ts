@@ -195,9 +195,12 @@ describe('keys', () => {
 });
 
 describe('canonical keys', () => {
-  const key = (qs: string, engine = 'segmind') => {
+  /** Every clarity field: what the segmind engine acts on. */
+  const EVERY_FIELD = new Set(Object.keys(parse('').clarity).concat('mask'));
+  const LOCAL_FIELDS = new Set(['scale_factor', 'sharpen', 'downscaling', 'downscaling_resolution']);
+  const key = (qs: string, engine = 'segmind', honors: ReadonlySet<string> = EVERY_FIELD) => {
     const { source, clarity } = parse(qs);
-    return masterKey(source, engine, clarity);
+    return masterKey(source, engine, clarity, honors);
   };
 
   it('number spelling, parameter order, aliases and explicit defaults do not change the key', () => {
@@ -213,7 +216,16 @@ describe('canonical keys', () => {
     expect(key('creativity=0.41')).not.toBe(base);
     expect(key('creativity=0.4&seed=1')).not.toBe(base);
     expect(key('creativity=0.4', 'local:esrgan-slim')).not.toBe(base);
-    expect(masterKey(OTHER, 'segmind', parse('creativity=0.4').clarity)).not.toBe(base);
+    expect(masterKey(OTHER, 'segmind', parse('creativity=0.4').clarity, EVERY_FIELD)).not.toBe(base);
+  });
+
+  it('fields the engine does not act on stay out of its master key', () => {
+    const local = (qs: string) => key(qs, 'local:esrgan-slim', LOCAL_FIELDS);
+    const base = local('scale=2');
+    expect(local('scale=2&creativity=0.9&seed=42&prompt=a%20fox&steps=50')).toBe(base);
+    expect(local('scale=3')).not.toBe(base);
+    expect(local('scale=2&sharpen=1')).not.toBe(base);
+    expect(local('scale=2&downscaling=true')).not.toBe(base);
   });
 
   it('output fields stay out of the master key', () => {
