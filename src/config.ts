@@ -32,6 +32,36 @@ const int = (min: number, max = Number.MAX_SAFE_INTEGER) =>
 
 const bool = z.enum(['true', 'false', '1', '0']).transform((v) => v === 'true' || v === '1');
 
+/** A non-negative decimal number (a price). */
+const decimal = z
+  .string()
+  .regex(/^\d+(?:\.\d+)?$/, 'expected a decimal number such as 0.05')
+  .transform(Number);
+
+/** Comma-separated items, blanks dropped. */
+const list = (item: z.ZodType<string, string>, what: string) =>
+  z
+    .string()
+    .transform((raw) => raw.split(',').map((s) => s.trim()).filter((s) => s !== ''))
+    .pipe(z.array(item).min(1, `expected a comma-separated list of ${what}`));
+
+/**
+ * Express's `trust proxy`: `true` (every hop: only behind a proxy that overwrites
+ * X-Forwarded-For), a hop count, or addresses/CIDRs/`loopback`/`linklocal`/`uniquelocal`.
+ */
+const trustProxy = z.string().transform((raw, ctx): boolean | number | string[] => {
+  const value = raw.trim();
+  if (value === 'true' || value === 'false') return value === 'true';
+  if (/^\d+$/.test(value)) return Number(value);
+  const items = value.split(',').map((s) => s.trim()).filter(Boolean);
+  const ok = items.every((i) => ['loopback', 'linklocal', 'uniquelocal'].includes(i) || /^[0-9a-fA-F:.]+(\/\d{1,3})?$/.test(i));
+  if (!ok || items.length === 0) {
+    ctx.addIssue({ code: 'custom', message: 'expected true, false, a hop count, or addresses/CIDRs (or loopback, linklocal, uniquelocal), comma-separated' });
+    return z.NEVER;
+  }
+  return items;
+});
+
 const url = z.string().url('expected an absolute URL such as https://api.segmind.com').refine(
   (u) => /^https?:\/\//.test(u),
   'expected an http(s) URL',
@@ -152,9 +182,75 @@ const VARIABLES = {
   ADMIN_TOKEN: {
     schema: z.string().min(16, 'expected at least 16 characters'),
     secret: true,
-    doc: 'When set, `POST /sources` requires `Authorization: Bearer <token>`.',
+    doc: 'When set, `POST /sources` requires `Authorization: Bearer <token>`. Unset with a non-loopback `HOST`: a warning at start.',
   },
   PUBLIC_BASE_URL: { schema: url, doc: 'The proxy\'s public root, for absolute URLs it hands out.' },
+  SIGNING_KEY: {
+    schema: list(z.string().min(16, 'expected each key to have at least 16 characters'), 'keys'),
+    secret: true,
+    doc: 'When set, `/upscale` URLs need a valid `sig` (403 otherwise). Comma-separated keys: any verifies, the first signs (rotation).',
+  },
+  PRESETS_FILE: { schema: z.string().min(1), doc: 'JSON file of named parameter sets, used as `?preset=name` (see `config/presets.example.json`).' },
+  ONLY_PRESETS: {
+    schema: bool,
+    default: 'false',
+    doc: '`true`: upscale fields come from presets only (output fields stay free), bounding the distinct paid payloads.',
+  },
+  SOURCE_ALLOWED_HOSTS: {
+    schema: list(z.string().regex(/^[A-Za-z0-9.*?[\]{}!_-]+$/, 'expected host names or globs such as images.example.com or *.example.org'), 'host globs'),
+    doc: 'Hosts origin URLs may name (globs, comma-separated). Setting it enables `GET /upscale/url/…`.',
+  },
+  SOURCE_ALLOW_PRIVATE: {
+    schema: bool,
+    default: 'false',
+    doc: '`true` lets origin fetches reach loopback, private and link-local addresses (tests, private origins). Off, they are refused at connect time.',
+  },
+  SOURCE_URL_TTL_SECONDS: {
+    schema: int(0),
+    default: '3600',
+    doc: 'How long an origin URL maps to the source it gave without asking the origin again; then revalidated with its ETag/Last-Modified.',
+  },
+  SOURCE_FETCH_TIMEOUT_MS: { schema: int(100, 600_000), default: '15000', doc: 'Longest an origin fetch may take, redirects and body included.' },
+  SOURCE_DISK_MAX_BYTES: {
+    schema: bytes,
+    default: '5GiB',
+    doc: 'Disk budget of source images: past it the least recently used are dropped (their info stays; sources a journaled job needs never).',
+  },
+  CLIENT_MISS_RPM: {
+    schema: int(1),
+    doc: 'Most cold misses (requests that start an engine run) per client IP per minute; past it 429. Hits are never limited. Unset: no limit.',
+  },
+  TRUST_PROXY: {
+    schema: trustProxy,
+    default: 'false',
+    doc: 'Whose `X-Forwarded-For` names the client: `false`, `true`, a hop count, or proxy addresses/CIDRs (Express `trust proxy`).',
+  },
+  MAX_URL_LENGTH: { schema: int(256, 1_000_000), default: '8192', doc: 'Longest request URL (path and query) accepted; past it 414.' },
+  MAX_QUERY_LENGTH: { schema: int(64, 1_000_000), default: '6144', doc: 'Longest query string accepted; past it 414.' },
+  MAX_HEADER_BYTES: {
+    schema: bytes,
+    default: '16KiB',
+    doc: 'Largest request head (request line and headers); past it 431. Must exceed `MAX_URL_LENGTH`.',
+  },
+  HTTP_HEADERS_TIMEOUT_MS: {
+    schema: int(100, 600_000),
+    default: '10000',
+    doc: 'Longest a client may take to send its request headers (slowloris); then the connection is closed.',
+  },
+  HTTP_REQUEST_TIMEOUT_MS: {
+    schema: int(100, 3_600_000),
+    default: '120000',
+    doc: 'Longest a client may take to send a whole request (an upload included).',
+  },
+  SHUTDOWN_GRACE_MS: {
+    schema: int(0, 600_000),
+    default: '25000',
+    doc: 'On SIGTERM: how long requests in flight may finish before connections are closed. A second signal exits at once.',
+  },
+  UPSTREAM_PRICE_USD: {
+    schema: decimal,
+    doc: 'Price of one upstream call (USD), for the savings metric; unset: the mean cost the upstream has reported.',
+  },
 } as const satisfies Record<
   string,
   { schema: z.ZodType<unknown, string>; default?: string; doc: string; secret?: boolean }
@@ -208,6 +304,12 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     }
     if (config.SEGMIND_IMAGE_DELIVERY === 'url' && !config.PUBLIC_BASE_URL) {
       problems.push('PUBLIC_BASE_URL: required when SEGMIND_IMAGE_DELIVERY=url');
+    }
+    if (config.ONLY_PRESETS && !config.PRESETS_FILE) {
+      problems.push('PRESETS_FILE: required when ONLY_PRESETS=true');
+    }
+    if (config.MAX_HEADER_BYTES <= config.MAX_URL_LENGTH) {
+      problems.push(`MAX_HEADER_BYTES: must exceed MAX_URL_LENGTH (${config.MAX_URL_LENGTH}): the request line is part of the head`);
     }
   }
   if (problems.length > 0) throw new ConfigError(problems);

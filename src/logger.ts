@@ -3,6 +3,7 @@
  * (which may carry a password). Logged object first, then message; errors under `err`.
  */
 import { pino, type DestinationStream, type Logger } from 'pino';
+import { requestContext } from './request-context.js';
 
 export type { Logger };
 
@@ -14,7 +15,9 @@ export const REDACT_PATHS = [
   'REDIS_URL',
   '*.REDIS_URL',
   'SIGNING_KEY',
+  '*.SIGNING_KEY',
   'ADMIN_TOKEN',
+  '*.ADMIN_TOKEN',
   'headers["x-api-key"]',
   'headers.authorization',
   'req.headers["x-api-key"]',
@@ -24,5 +27,16 @@ export const REDACT_PATHS = [
 ];
 
 export function createLogger(level: string, destination?: DestinationStream): Logger {
-  return pino({ level, redact: { paths: REDACT_PATHS, censor: '[redacted]' } }, destination);
+  return pino(
+    {
+      level,
+      redact: { paths: REDACT_PATHS, censor: '[redacted]' },
+      // Every line written while serving a request names it (see request-context.ts).
+      mixin: () => {
+        const context = requestContext.getStore();
+        return context ? { reqId: context.requestId } : {};
+      },
+    },
+    destination,
+  );
 }

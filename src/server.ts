@@ -2,12 +2,14 @@
  * Composition root: builds every part from the validated config and passes it in. The only place
  * that knows which implementation stands behind each interface.
  */
-import { mkdir } from 'node:fs/promises';
+import { mkdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import type { Server } from 'node:http';
+import { createServer, type Server } from 'node:http';
+import type { LookupFunction } from 'node:net';
 import { once } from 'node:events';
 import sharp from 'sharp';
 import { resolveEngine, type Config } from './config.js';
+import { CdnError } from './errors.js';
 import { createLogger, type Logger } from './logger.js';
 import {
   createDiskTier,
@@ -25,11 +27,13 @@ import {
   UpstreamUnavailableError,
 } from './engines/segmind/index.js';
 import type { Engine } from './engines/types.js';
-import { createApp, type ReadinessCheck } from './http/index.js';
+import { answerClientError, createApp, type ReadinessCheck } from './http/index.js';
+import { parsePresets, PresetFileError, type Presets } from './params/index.js';
 import { createLimiter, createPipeline, type Limiter } from './pipeline/index.js';
 import { createFileDailyCounter } from './pipeline/daily-counter.js';
 import { createTierJournal } from './pipeline/tier-journal.js';
-import { createSourceStore } from './sources/index.js';
+import { createGuardedAgent, createMissLimiter } from './security/index.js';
+import { createOriginFetcher, createOriginSources, createSourceStore, type SourceInfo } from './sources/index.js';
 import { createMetrics } from './metrics.js';
 
 export interface BuiltServer {
@@ -39,12 +43,45 @@ export interface BuiltServer {
   config: Config;
   /** Starts listening on `PORT`/`HOST` (or the given port); resolves with the bound port. */
   listen(port?: number): Promise<{ server: Server; port: number }>;
-  close(): Promise<void>;
+  /**
+   * Stops accepting, lets requests in flight finish for up to `graceMs` (default
+   * `SHUTDOWN_GRACE_MS`), then closes the remaining connections, the engines and the tiers.
+   * Upstream jobs stay journaled and resume after a restart.
+   */
+  close(graceMs?: number): Promise<void>;
 }
 
 export interface BuildOptions {
   logger?: Logger;
+  /** Name resolution for origin fetches (tests map names to loopback); `dns.lookup` by default. */
+  sourceLookup?: LookupFunction;
 }
+
+/** The presets file, validated by the parameter table; a bad one stops the process. */
+export async function loadPresets(file: string | undefined): Promise<Presets | undefined> {
+  if (!file) return undefined;
+  let json: unknown;
+  try {
+    json = JSON.parse(await readFile(file, 'utf8'));
+  } catch (error) {
+    throw new PresetFileError([`PRESETS_FILE=${file}: ${(error as Error).message}`]);
+  }
+  return parsePresets(json);
+}
+
+/** Journaled jobs' sources, read at most every few seconds: eviction asks once per candidate. */
+function journaledSources(list: () => Promise<{ sources?: string[] }[]>): (hash: string) => Promise<boolean> {
+  let snapshot: { at: number; hashes: Promise<Set<string>> } | undefined;
+  return async (hash) => {
+    if (!snapshot || Date.now() - snapshot.at > 5000) {
+      const hashes = list().then((entries) => new Set(entries.flatMap((e) => e.sources ?? [])));
+      snapshot = { at: Date.now(), hashes };
+    }
+    return (await snapshot.hashes).has(hash);
+  };
+}
+
+const LOOPBACK_HOSTS = new Set(['127.0.0.1', '::1', 'localhost']);
 
 function localEngine(config: Config, logger: Logger): Engine {
   return createLocalEngine({
@@ -58,6 +95,7 @@ function localEngine(config: Config, logger: Logger): Engine {
 
 export async function buildServer(config: Config, options: BuildOptions = {}): Promise<BuiltServer> {
   const logger = options.logger ?? createLogger(config.LOG_LEVEL);
+  const presets = await loadPresets(config.PRESETS_FILE);
   // One image uses one libvips thread by default on glibc; two roughly halves AVIF time (PERFORMANCE.md).
   sharp.concurrency(2);
   await mkdir(config.CACHE_DIR, { recursive: true });
@@ -76,15 +114,18 @@ export async function buildServer(config: Config, options: BuildOptions = {}): P
   const disk = createDiskTier({ dir: join(config.CACHE_DIR, 'cache'), maxBytes: config.CACHE_DISK_MAX_BYTES, logger });
   const tiers: CacheTier[] = [createMemoryTier({ maxBytes: config.CACHE_MEMORY_MAX_BYTES }), ...(redis ? [redis] : []), disk];
   const cache = createTieredCache(tiers, logger);
+  const engineName = resolveEngine(config);
+  const diskJournal = createDiskJournal(join(config.CACHE_DIR, 'journal'));
   const sources = createSourceStore({
     dir: config.CACHE_DIR,
     maxBytes: config.SOURCE_MAX_BYTES,
     maxPixels: config.SOURCE_MAX_PIXELS,
+    diskMaxBytes: config.SOURCE_DISK_MAX_BYTES,
+    isPinned: journaledSources(() => diskJournal.list()),
     ...(redis ? { shared: redis } : {}),
     logger,
   });
 
-  const engineName = resolveEngine(config);
   const limiter: Limiter = createLimiter({
     concurrency: config.UPSTREAM_CONCURRENCY,
     perMinute: config.UPSTREAM_RPM,
@@ -104,10 +145,7 @@ export async function buildServer(config: Config, options: BuildOptions = {}): P
           imageDelivery: config.SEGMIND_IMAGE_DELIVERY,
           ...(config.PUBLIC_BASE_URL ? { publicBaseUrl: config.PUBLIC_BASE_URL } : {}),
           // Disk is the durable journal; Redis lets another instance resume a job.
-          journal: createCompositeJournal([
-            createDiskJournal(join(config.CACHE_DIR, 'journal')),
-            ...(redis ? [createTierJournal(redis)] : []),
-          ]),
+          journal: createCompositeJournal([diskJournal, ...(redis ? [createTierJournal(redis)] : [])]),
           logger,
         })
       : localEngine(config, logger);
@@ -122,7 +160,14 @@ export async function buildServer(config: Config, options: BuildOptions = {}): P
         }
       : undefined;
 
+  const metrics = createMetrics({
+    pipelineStats: () => pipeline.stats(),
+    disk,
+    sources,
+    ...(config.UPSTREAM_PRICE_USD !== undefined ? { pricePerCallUsd: config.UPSTREAM_PRICE_USD } : {}),
+  });
   const pipeline = createPipeline({
+    observer: metrics.observer,
     engine,
     limiter,
     cache,
@@ -156,40 +201,145 @@ export async function buildServer(config: Config, options: BuildOptions = {}): P
       },
     });
   }
-  const metrics = createMetrics(pipeline, disk);
 
+  // Origin fetches connect only to public addresses (unless SOURCE_ALLOW_PRIVATE), checked on the
+  // address actually connected to, on every redirect hop.
+  const originAgent = createGuardedAgent({
+    allowPrivate: config.SOURCE_ALLOW_PRIVATE,
+    ...(options.sourceLookup ? { lookup: options.sourceLookup } : {}),
+  });
+  const originSources = createOriginSources({
+    fetcher: createOriginFetcher({
+      dispatcher: originAgent,
+      ...(config.SOURCE_ALLOWED_HOSTS ? { allowedHosts: config.SOURCE_ALLOWED_HOSTS } : {}),
+      maxBytes: config.SOURCE_MAX_BYTES,
+      timeoutMs: config.SOURCE_FETCH_TIMEOUT_MS,
+    }),
+    store: sources,
+    ttlSeconds: config.SOURCE_URL_TTL_SECONDS,
+    logger,
+  });
+  async function registerUrl(url: string): Promise<{ info: SourceInfo; created: boolean }> {
+    try {
+      const resolved = await originSources.resolve(url);
+      metrics.sourceFetch(resolved.cached ? 'cached' : 'fetched');
+      return resolved;
+    } catch (error) {
+      metrics.sourceFetch(error instanceof CdnError ? error.code : 'ERROR');
+      throw error;
+    }
+  }
+
+  if (engineName === 'segmind' && !config.SIGNING_KEY) {
+    logger.warn(
+      'SIGNING_KEY is not set while the paid segmind engine is on: anyone who knows a source hash can start paid upscales. Set SIGNING_KEY, or at least UPSTREAM_DAILY_LIMIT and CLIENT_MISS_RPM (README: Running in production)',
+    );
+  }
+  if (!config.ADMIN_TOKEN && !LOOPBACK_HOSTS.has(config.HOST)) {
+    logger.warn(
+      { host: config.HOST },
+      'ADMIN_TOKEN is not set and HOST is not loopback: anyone who reaches this server can upload sources (POST /sources). Set ADMIN_TOKEN',
+    );
+  }
+
+  let draining = false;
   const app = createApp({
     pipeline,
     sources,
     logger,
-    sourceMaxBytes: config.SOURCE_MAX_BYTES,
+    limits: {
+      sourceMaxBytes: config.SOURCE_MAX_BYTES,
+      maxUrlLength: config.MAX_URL_LENGTH,
+      maxQueryLength: config.MAX_QUERY_LENGTH,
+    },
     ...(config.ADMIN_TOKEN ? { adminToken: config.ADMIN_TOKEN } : {}),
+    ...(config.SIGNING_KEY ? { signingKeys: config.SIGNING_KEY } : {}),
+    parse: { ...(presets ? { presets } : {}), onlyPresets: config.ONLY_PRESETS },
+    registerUrl,
+    urlRoute: Boolean(config.SOURCE_ALLOWED_HOSTS || config.SIGNING_KEY),
+    ...(config.CLIENT_MISS_RPM ? { missLimiter: createMissLimiter({ perMinute: config.CLIENT_MISS_RPM }) } : {}),
+    trustProxy: config.TRUST_PROXY,
     readiness,
-    metrics: () => metrics.render(),
+    metrics,
+    draining: () => draining,
   });
 
   let server: Server | undefined;
+  let closing: Promise<void> | undefined;
   return {
     app,
     pipeline,
     logger,
     config,
     async listen(port = config.PORT) {
-      server = app.listen(port, config.HOST);
-      await once(server, 'listening');
-      const bound = (server.address() as { port: number }).port;
+      const listening = createServer(
+        {
+          maxHeaderSize: config.MAX_HEADER_BYTES,
+          headersTimeout: config.HTTP_HEADERS_TIMEOUT_MS,
+          requestTimeout: config.HTTP_REQUEST_TIMEOUT_MS,
+          // How often those two timeouts are checked; Node's 30 s default would let a slow client
+          // hold a socket well past a short headers timeout.
+          connectionsCheckingInterval: Math.min(30_000, Math.max(50, Math.floor(config.HTTP_HEADERS_TIMEOUT_MS / 4))),
+        },
+        app,
+      );
+      listening.on('clientError', (error: NodeJS.ErrnoException & { rawPacket?: Buffer }, socket) =>
+        answerClientError(error, socket, { maxHeaderBytes: config.MAX_HEADER_BYTES, maxUrlLength: config.MAX_URL_LENGTH }),
+      );
+      listening.listen(port, config.HOST);
+      await Promise.race([
+        once(listening, 'listening'),
+        once(listening, 'error').then(([error]) => {
+          throw listenError(error as NodeJS.ErrnoException, port, config.HOST);
+        }),
+      ]);
+      server = listening;
+      const bound = (listening.address() as { port: number }).port;
       logger.info({ port: bound, host: config.HOST, engine: engine.id, redis: Boolean(redis) }, 'clarity-cdn listening');
-      return { server, port: bound };
+      return { server: listening, port: bound };
     },
-    async close() {
-      if (server) {
-        const closing = once(server, 'close');
-        server.close();
-        server.closeAllConnections();
-        await closing;
-      }
-      await pipeline.close();
-      await Promise.all(tiers.map((t) => t.close?.()));
+    close(graceMs = config.SHUTDOWN_GRACE_MS) {
+      closing ??= (async () => {
+        draining = true;
+        if (server) {
+          const closed = once(server, 'close');
+          // Stops accepting and closes idle keep-alive sockets; busy ones close after their answer.
+          server.close();
+          server.closeIdleConnections();
+          let timer: NodeJS.Timeout | undefined;
+          const grace = new Promise<void>((resolve) => {
+            timer = setTimeout(resolve, graceMs);
+          });
+          await Promise.race([closed, grace]);
+          clearTimeout(timer);
+          server.closeAllConnections();
+          await closed;
+        }
+        await pipeline.close();
+        await originAgent.close();
+        await sources.close();
+        await Promise.all(tiers.map((t) => t.close?.()));
+      })();
+      return closing;
     },
   };
+}
+
+/** A listen failure an operator can act on: one line naming the variable. */
+function listenError(error: NodeJS.ErrnoException, port: number, host: string): Error {
+  if (error.code === 'EADDRINUSE') {
+    return new StartupError(`port ${port} on ${host} is already in use (PORT=${port}): stop the other process or choose another PORT`);
+  }
+  if (error.code === 'EACCES') {
+    return new StartupError(`port ${port} on ${host} needs privileges this process lacks (PORT=${port}): choose a port above 1023`);
+  }
+  if (error.code === 'EADDRNOTAVAIL' || error.code === 'ENOTFOUND') {
+    return new StartupError(`cannot listen on ${host} (HOST=${host}): no such local address`);
+  }
+  return error;
+}
+
+/** A start-up failure whose message is the whole story (no stack trace). */
+export class StartupError extends Error {
+  override name = 'StartupError';
 }

@@ -1,169 +1,89 @@
 /**
- * The HTTP surface: routes, headers, and nothing else. Every decision about images, keys or
- * engines is the pipeline's; this file maps requests to calls and results to headers.
+ * The HTTP surface: the edge (ids, logs, caps, security headers), one module per route family,
+ * the wrong-method and not-found answers, and the one error handler. Every decision about images,
+ * keys or engines is the pipeline's.
  */
-import { createHash, timingSafeEqual } from 'node:crypto';
-import express, { type Express, type Request, type Response } from 'express';
+import express, { type Express } from 'express';
 import type { Logger } from '../logger.js';
+import type { Metrics } from '../metrics.js';
+import type { ParseOptions } from '../params/index.js';
 import type { Pipeline } from '../pipeline/index.js';
-import { parseSourceHash, parseUpscaleRequest } from '../params/index.js';
-import { SourceNotFoundError, type SourceStore } from '../sources/index.js';
+import type { MissLimiter } from '../security/index.js';
+import type { SourceInfo, SourceStore } from '../sources/index.js';
+import { otherMethods, requestEdge, urlCaps } from './edge.js';
 import { errorHandler, RequestError } from './errors.js';
 import { readinessRoute, type ReadinessCheck } from './health.js';
+import { mountSourceRoutes } from './sources.js';
+import { mountUpscaleRoutes } from './upscale.js';
 
 export interface AppOptions {
   pipeline: Pipeline;
   sources: SourceStore;
   logger: Logger;
-  sourceMaxBytes: number;
+  limits: { sourceMaxBytes: number; maxUrlLength: number; maxQueryLength: number };
   /** When set, `POST /sources` requires `Authorization: Bearer <token>`. */
   adminToken?: string;
+  /** When set, upscale URLs need a valid `sig`. */
+  signingKeys?: readonly string[];
+  /** Presets and `ONLY_PRESETS`. */
+  parse?: ParseOptions;
+  /** Fetches an origin URL into the source store (SSRF-guarded). */
+  registerUrl: (url: string) => Promise<{ info: SourceInfo; created: boolean }>;
+  /** Whether `GET /upscale/url/…` is on (an allow-list or signing). */
+  urlRoute: boolean;
+  missLimiter?: MissLimiter;
+  /** Express `trust proxy`: whose X-Forwarded-For names the client. */
+  trustProxy?: boolean | number | string[];
   readiness?: ReadinessCheck[];
-  /** Prometheus exposition, when metrics are on. */
-  metrics?: () => Promise<{ contentType: string; body: string }>;
-}
-
-const IMMUTABLE = 'public, max-age=31536000, immutable';
-
-/** Constant-time comparison, so response timing does not reveal how much of a token matched. */
-function sameSecret(given: string, expected: string): boolean {
-  const a = createHash('sha256').update(given).digest();
-  const b = createHash('sha256').update(expected).digest();
-  return timingSafeEqual(a, b);
-}
-
-function rawQuery(req: Request): URLSearchParams {
-  const at = req.originalUrl.indexOf('?');
-  return new URLSearchParams(at === -1 ? '' : req.originalUrl.slice(at + 1));
-}
-
-/** `If-None-Match` matches a strong ETag (weak comparison is fine for GET, RFC 9110 13.1.2). */
-function matches(ifNoneMatch: string | undefined, etag: string): boolean {
-  if (!ifNoneMatch) return false;
-  if (ifNoneMatch.trim() === '*') return true;
-  return ifNoneMatch.split(',').some((tag) => tag.trim().replace(/^W\//, '') === etag);
+  metrics?: Metrics;
+  /** True once shutdown began. */
+  draining?: () => boolean;
 }
 
 export function createApp(options: AppOptions): Express {
-  const { pipeline, sources, logger } = options;
+  const { pipeline, sources, logger, metrics, limits } = options;
   const app = express();
   app.disable('x-powered-by');
   app.set('etag', false);
+  app.set('trust proxy', options.trustProxy ?? false);
 
-  // One line per request, at the edge, with what the client saw.
-  app.use((req, res, next) => {
-    const started = process.hrtime.bigint();
-    res.on('finish', () => {
-      logger.info(
-        {
-          method: req.method,
-          url: req.originalUrl.split('?')[0],
-          status: res.statusCode,
-          cache: res.getHeader('X-Cache'),
-          ms: Math.round(Number(process.hrtime.bigint() - started) / 1e5) / 10,
-        },
-        'request completed',
-      );
-    });
-    next();
-  });
+  app.use(requestEdge({ logger, ...(metrics ? { metrics } : {}), draining: options.draining ?? (() => false) }));
+  app.use(urlCaps(limits));
 
   app.get('/healthz', (_req, res) => {
     res.setHeader('Cache-Control', 'no-store');
     res.json({ status: 'ok' });
   });
   app.get('/readyz', readinessRoute(options.readiness ?? []));
-  if (options.metrics) {
-    const metrics = options.metrics;
+  if (metrics) {
     app.get('/metrics', async (_req, res) => {
-      const { contentType, body } = await metrics();
+      const { contentType, body } = await metrics.render();
       res.setHeader('Cache-Control', 'no-store');
       res.type(contentType).send(body);
     });
   }
 
-  app.post(
-    '/sources',
-    (req, _res, next) => {
-      if (options.adminToken && !sameSecret(req.get('authorization') ?? '', `Bearer ${options.adminToken}`)) {
-        throw new RequestError(401, 'UNAUTHORIZED', 'Unauthorized', {
-          detail: 'POST /sources requires Authorization: Bearer <ADMIN_TOKEN>',
-        });
-      }
-      if (req.is('application/json')) {
-        throw new RequestError(415, 'UNSUPPORTED_MEDIA_TYPE', 'Unsupported media type', {
-          detail: 'registering a source by URL is not supported yet: send the image bytes as the body (Content-Type: image/*)',
-          allowed: 'image/jpeg, image/png, image/webp, image/avif, image/gif, image/tiff',
-        });
-      }
-      next();
-    },
-    // Any content type: curl's --data-binary says form-urlencoded; sharp decides what is an image.
-    express.raw({ type: () => true, limit: options.sourceMaxBytes }),
-    async (req: Request, res: Response) => {
-      const body = Buffer.isBuffer(req.body) ? req.body : Buffer.alloc(0);
-      const { info, created } = await sources.put(body);
-      res.setHeader('Location', `/sources/${info.hash}`);
-      res.setHeader('Cache-Control', 'no-store');
-      res.status(created ? 201 : 200).json({
-        hash: info.hash,
-        width: info.width,
-        height: info.height,
-        format: info.format,
-        bytes: info.bytes,
-      });
-    },
-  );
-
-  app.get('/sources/:hash', async (req, res) => {
-    const hash = parseSourceHash(String(req.params.hash));
-    const notFound = () => new SourceNotFoundError({ param: 'hash', detail: `no source with hash ${hash}` });
-    const info = await sources.head(hash);
-    if (!info) throw notFound();
-    const etag = `"${hash}"`;
-    res.setHeader('ETag', etag);
-    res.setHeader('Cache-Control', IMMUTABLE);
-    if (matches(req.get('if-none-match'), etag)) return void res.status(304).end();
-    res.setHeader('Content-Type', info.contentType);
-    res.setHeader('Content-Length', String(info.bytes));
-    // Only a GET owes the bytes; HEAD and 304 are answered from the info alone.
-    if (req.method === 'HEAD') return void res.end();
-    const image = await sources.get(hash);
-    if (!image) throw notFound();
-    res.end(image.data);
+  mountSourceRoutes(app, {
+    sources,
+    sourceMaxBytes: limits.sourceMaxBytes,
+    registerUrl: options.registerUrl,
+    ...(options.adminToken ? { adminToken: options.adminToken } : {}),
+  });
+  mountUpscaleRoutes(app, {
+    pipeline,
+    parse: options.parse ?? {},
+    ...(options.signingKeys ? { signingKeys: options.signingKeys } : {}),
+    ...(options.missLimiter ? { missLimiter: options.missLimiter } : {}),
+    ...(metrics ? { metrics } : {}),
+    ...(options.urlRoute ? { resolveUrl: async (url: string) => (await options.registerUrl(url)).info.hash } : {}),
   });
 
-
-  app.get('/upscale/:hash', async (req, res) => {
-    const request = parseUpscaleRequest(String(req.params.hash), rawQuery(req));
-    const accept = req.get('accept');
-    const prepared = await pipeline.prepare(request, accept);
-    if (prepared.vary) res.setHeader('Vary', 'Accept');
-    if (matches(req.get('if-none-match'), `"${prepared.etag}"`)) {
-      res.setHeader('ETag', `"${prepared.etag}"`);
-      res.setHeader('Cache-Control', IMMUTABLE);
-      res.setHeader('X-Cache', 'HIT; revalidated');
-      return void res.status(304).end();
-    }
-    const result = await pipeline.upscale(prepared);
-    res.setHeader('Content-Type', result.contentType);
-    res.setHeader('Content-Length', String(result.data.length));
-    res.setHeader('ETag', `"${result.etag}"`);
-    res.setHeader(
-      'Cache-Control',
-      result.maxAgeSeconds !== undefined ? `public, max-age=${result.maxAgeSeconds}` : IMMUTABLE,
-    );
-    res.setHeader('X-Cache', result.cache === 'HIT' ? `HIT; tier=${result.tier}` : 'MISS');
-    res.setHeader('X-Upscale-Engine', result.fallback ? `${result.engine}; fallback` : result.engine);
-    if (result.ignored.length > 0) res.setHeader('X-Upscale-Ignored', result.ignored.join(', '));
-    const timing = [
-      result.timings.engineMs !== undefined ? `engine;dur=${result.timings.engineMs.toFixed(1)}` : undefined,
-      result.timings.transformMs !== undefined ? `transform;dur=${result.timings.transformMs.toFixed(1)}` : undefined,
-      `cache;desc="${result.cache === 'HIT' ? result.tier : 'miss'}"`,
-    ].filter(Boolean);
-    res.setHeader('Server-Timing', timing.join(', '));
-    res.status(200).end(req.method === 'HEAD' ? undefined : result.data);
-  });
+  // Known routes asked with another method: 405 with Allow (OPTIONS: 204 with Allow).
+  app.all('/sources', otherMethods('POST'));
+  app.all('/sources/:hash', otherMethods('GET, HEAD'));
+  app.all('/upscale/url/:encoded', otherMethods('GET, HEAD'));
+  app.all('/upscale/:hash', otherMethods('GET, HEAD'));
+  for (const path of ['/healthz', '/readyz', ...(metrics ? ['/metrics'] : [])]) app.all(path, otherMethods('GET, HEAD'));
 
   app.use((req, _res, next) => {
     next(
@@ -172,6 +92,6 @@ export function createApp(options: AppOptions): Express {
       }),
     );
   });
-  app.use(errorHandler(logger, { sourceMaxBytes: options.sourceMaxBytes }));
+  app.use(errorHandler(logger, { sourceMaxBytes: limits.sourceMaxBytes }));
   return app;
 }

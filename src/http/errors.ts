@@ -6,6 +6,7 @@
 import type { ErrorRequestHandler, Response } from 'express';
 import { CdnError } from '../errors.js';
 import type { Logger } from '../logger.js';
+import { requestContext } from '../request-context.js';
 import { SourceTooLargeError } from '../sources/index.js';
 import { InvalidParamError } from '../params/index.js';
 
@@ -31,8 +32,15 @@ function fromFramework(error: unknown, limitBytes: number): CdnError | undefined
       allowed: `at most ${limitBytes} bytes`,
     });
   }
-  if (type === 'entity.parse.failed' || type === 'encoding.unsupported' || type === 'charset.unsupported') {
-    return new InvalidParamError({ param: 'body', detail: 'the request body could not be read' });
+  if (type === 'encoding.unsupported') {
+    return new RequestError(415, 'UNSUPPORTED_ENCODING', 'Unsupported content encoding', {
+      param: 'Content-Encoding',
+      allowed: 'identity, gzip, deflate, br',
+      detail: 'the body\'s Content-Encoding is not supported: send it uncompressed (images are compressed already)',
+    });
+  }
+  if (type === 'entity.parse.failed' || type === 'charset.unsupported') {
+    return new InvalidParamError({ param: 'body', detail: 'the request body could not be read: expected valid JSON' });
   }
   if (type === 'request.aborted') return undefined;
   if (typeof status === 'number' && status >= 400 && status < 500) {
@@ -52,10 +60,15 @@ export function sendProblem(res: Response, error: CdnError, instance?: string): 
   if (error.param !== undefined) body.param = error.param;
   if (error.allowed !== undefined) body.allowed = error.allowed;
   if (instance) body.instance = instance;
+  const requestId = requestContext.getStore()?.requestId;
+  if (requestId) body.request_id = requestId;
   if (error.retryAfterSeconds !== undefined) res.setHeader('Retry-After', String(error.retryAfterSeconds));
-  // An invalid URL stays invalid: let caches keep the 400. Everything else may change.
+  // An invalid URL stays invalid: let caches keep the 400. Everything else may change (a 404
+  // source may be uploaded, a 403 signed): caching those would poison a CDN in front of us.
   res.setHeader('Cache-Control', error.status === 400 ? 'public, max-age=3600' : 'no-store');
   res.removeHeader('ETag');
+  res.removeHeader('Content-Length');
+  res.removeHeader('Content-Disposition');
   res.status(error.status).type('application/problem+json').send(JSON.stringify(body));
 }
 

@@ -1,2 +1,3 @@
 export { createApp, type AppOptions } from './app.js';
+export { answerClientError } from './client-error.js';
 export type { ReadinessCheck } from './health.js';
