@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import { Writable } from 'node:stream';
 import { loadConfig } from '../../src/config.js';
 import { createLogger } from '../../src/logger.js';
-import { buildServer, type BuiltServer } from '../../src/server.js';
+import { buildServer, type BuildOptions, type BuiltServer } from '../../src/server.js';
 
 export interface TestServer extends BuiltServer {
   cacheDir: string;
@@ -26,7 +26,11 @@ export async function tempDir(prefix = 'clarity-test-'): Promise<string> {
 }
 
 /** Small, fast defaults: one worker, small tiles, little memory; override per test. */
-export async function startTestServer(env: Record<string, string> = {}, cacheDir?: string): Promise<TestServer> {
+export async function startTestServer(
+  env: Record<string, string> = {},
+  cacheDir?: string,
+  options: Omit<BuildOptions, 'logger'> = {},
+): Promise<TestServer> {
   const dir = cacheDir ?? (await tempDir());
   let captured = '';
   const waiters: { text: string; resolve: () => void }[] = [];
@@ -49,7 +53,7 @@ export async function startTestServer(env: Record<string, string> = {}, cacheDir
     LOG_LEVEL: 'info',
     ...env,
   });
-  const built = await buildServer(config, { logger: createLogger(config.LOG_LEVEL, sink) });
+  const built = await buildServer(config, { ...options, logger: createLogger(config.LOG_LEVEL, sink) });
   return {
     ...built,
     cacheDir: dir,
