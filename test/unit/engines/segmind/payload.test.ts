@@ -3,6 +3,7 @@ import { describe, expect, it } from 'vitest';
 import { buildPayload } from '../../../../src/engines/segmind/payload.js';
 import type { SourceImage } from '../../../../src/engines/types.js';
 import type { ClarityParams } from '../../../../src/params/types.js';
+import { DOCUMENTED_DEFAULTS } from '../../../helpers/upstream-defaults.js';
 
 function image(bytes: string): SourceImage {
   const data = Buffer.from(bytes);
@@ -36,6 +37,22 @@ const EVERY_FIELD: ClarityParams = {
 };
 
 describe('buildPayload', () => {
+  it('sends the documented defaults as the upstream must receive them', () => {
+    const body = JSON.stringify(buildPayload({ source, params: DOCUMENTED_DEFAULTS }, 'base64'));
+    // Written out by hand from UPSTREAM.md (scale_factor 2 is ours), field by field, in order.
+    expect(body).toBe(
+      '{"image":"c291cmNlLWJ5dGVz",' +
+        '"scale_factor":2,"creativity":0.35,"resemblance":0.6,"dynamic":6,"sharpen":0,' +
+        '"handfix":"disabled","seed":1337,"num_inference_steps":18,' +
+        '"scheduler":"DPM++ 3M SDE Karras","sd_model":"juggernaut_reborn.safetensors [338b85bc4f]",' +
+        '"custom_sd_model":"",' +
+        '"prompt":"masterpiece, best quality, highres, <lora:more_details:0.5> <lora:SDXLrender_v2.0:1>",' +
+        '"negative_prompt":"(worst quality, low quality, normal quality:2) JuggernautNegative-neg",' +
+        '"lora_links":"","tiling_width":112,"tiling_height":144,' +
+        '"downscaling":false,"downscaling_resolution":768,"output_format":"png"}',
+    );
+  });
+
   it('sends every clarity field under its upstream name and JSON type, image and mask as base64', () => {
     const body = JSON.stringify(buildPayload({ source, mask, params: EVERY_FIELD }, 'base64'));
     // The exact bytes the upstream receives: field names, JSON types, order.
@@ -55,6 +72,7 @@ describe('buildPayload', () => {
     expect(Buffer.from(parsed.mask as string, 'base64')).toEqual(mask.data);
   });
 
+  // The JSON type of each field on its own, so that a failure names the field (the exact bytes are above).
   it.each([
     ['scale_factor', 'number'],
     ['creativity', 'number'],
