@@ -298,19 +298,18 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     }
   }
   const config = out as Config;
-  if (problems.length === 0) {
-    if (config.UPSCALE_ENGINE === 'segmind' && !config.SEGMIND_API_KEY) {
-      problems.push('SEGMIND_API_KEY: required when UPSCALE_ENGINE=segmind');
-    }
-    if (config.SEGMIND_IMAGE_DELIVERY === 'url' && !config.PUBLIC_BASE_URL) {
-      problems.push('PUBLIC_BASE_URL: required when SEGMIND_IMAGE_DELIVERY=url');
-    }
-    if (config.ONLY_PRESETS && !config.PRESETS_FILE) {
-      problems.push('PRESETS_FILE: required when ONLY_PRESETS=true');
-    }
-    if (config.MAX_HEADER_BYTES <= config.MAX_URL_LENGTH) {
-      problems.push(`MAX_HEADER_BYTES: must exceed MAX_URL_LENGTH (${config.MAX_URL_LENGTH}): the request line is part of the head`);
-    }
+  // Checks across variables run whatever else failed, so one run reports everything.
+  if (config.UPSCALE_ENGINE === 'segmind' && !config.SEGMIND_API_KEY) {
+    problems.push('SEGMIND_API_KEY: required when UPSCALE_ENGINE=segmind');
+  }
+  if (config.SEGMIND_IMAGE_DELIVERY === 'url' && !config.PUBLIC_BASE_URL) {
+    problems.push('PUBLIC_BASE_URL: required when SEGMIND_IMAGE_DELIVERY=url');
+  }
+  if (config.ONLY_PRESETS && !config.PRESETS_FILE) {
+    problems.push('PRESETS_FILE: required when ONLY_PRESETS=true');
+  }
+  if (config.MAX_HEADER_BYTES <= config.MAX_URL_LENGTH) {
+    problems.push(`MAX_HEADER_BYTES: must exceed MAX_URL_LENGTH (${config.MAX_URL_LENGTH}): the request line is part of the head`);
   }
   if (problems.length > 0) throw new ConfigError(problems);
   return Object.freeze(config);

@@ -12,7 +12,6 @@ import { join } from 'node:path';
 import sharp from 'sharp';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import {
-  buildPayload,
   createDiskJournal,
   createSegmindEngine,
   UpstreamAuthError,
@@ -25,10 +24,10 @@ import {
 import type { Engine, EngineInput, SourceImage, SubmitGate } from '../../src/engines/types.js';
 import { CdnError } from '../../src/errors.js';
 import { createLogger } from '../../src/logger.js';
-import { PARAMS } from '../../src/params/table.js';
 import type { ClarityParams } from '../../src/params/types.js';
 import { createFakeSegmind, FAKE_SEGMIND_KEY, FAULTS, type Fault, type FakeSegmind } from '../fakes/segmind.js';
 import { makeImage } from '../helpers/images.js';
+import { DOCUMENTED_DEFAULTS } from '../helpers/upstream-defaults.js';
 
 const KEY = FAKE_SEGMIND_KEY;
 const RETRIES = 2;
@@ -60,11 +59,10 @@ function testGate(onAcquire?: (n: number) => Promise<void> | void) {
   return gate;
 }
 
-const DEFAULTS = Object.fromEntries(
-  Object.entries(PARAMS)
-    .filter(([, spec]) => spec.group === 'clarity' && 'default' in spec && spec.default !== undefined)
-    .map(([name, spec]) => [name, (spec as { default: unknown }).default]),
-) as unknown as ClarityParams;
+const DEFAULTS: ClarityParams = DOCUMENTED_DEFAULTS;
+
+/** What the upstream must receive for `i`: the image inline, every field as given, always PNG. */
+const expectedPayload = (i: EngineInput) => ({ image: i.source.data.toString('base64'), ...i.params, output_format: 'png' });
 
 async function sourceImage(width = 24, height = 16, seed = 0): Promise<SourceImage> {
   const data = await makeImage(width, height, { seed });
@@ -165,7 +163,7 @@ describe('v2 (async)', () => {
     const [submit] = fake.submits;
     expect(submit?.headers['x-api-key']).toBe(KEY);
     expect(submit?.headers['content-type']).toBe('application/json');
-    expect(submit?.body).toEqual(buildPayload(i, 'base64'));
+    expect(submit?.body).toEqual(expectedPayload(i));
     // Status and result reads carry the key (same origin); the image host gets none.
     for (const r of fake.requests.filter((r) => r.route.startsWith('GET /v2/'))) expect(r.headers['x-api-key']).toBe(KEY);
     const download = fake.requests.find((r) => r.route === 'GET /outputs/:id');
@@ -297,7 +295,7 @@ describe('v1 (sync)', () => {
     expect(await sharp(result.data).metadata()).toMatchObject({ format: 'png' });
     expect(fake.calls).toMatchObject({ submitsV1: 1, submitsV2: 0, polls: 0, results: 0, downloads: 0, billed: 1 });
     expect(fake.submits[0]?.headers['x-api-key']).toBe(KEY);
-    expect(fake.submits[0]?.body).toEqual(buildPayload(i, 'base64'));
+    expect(fake.submits[0]?.body).toEqual(expectedPayload(i));
     expect(gate.acquires).toBe(1);
     expect(await readdir(journalDir).catch(() => [])).toEqual([]);
   });

@@ -125,6 +125,15 @@ describe('every bad variable at once', () => {
     expect(error.message).toMatch(/^invalid configuration:\n/);
     for (const problem of error.problems) expect(error.message).toContain(`  - ${problem}`);
   });
+
+  it('checks across variables are reported with the others, not after they are fixed', () => {
+    const error = refusal({ PORT: 'abc', UPSCALE_ENGINE: 'segmind', ONLY_PRESETS: 'true' });
+    expect(error.problems).toEqual([
+      'PORT="abc": expected a whole number from 0 to 65535',
+      'SEGMIND_API_KEY: required when UPSCALE_ENGINE=segmind',
+      'PRESETS_FILE: required when ONLY_PRESETS=true',
+    ]);
+  });
 });
 
 describe('byte sizes', () => {
