@@ -163,7 +163,7 @@ export function createRedisTier(options: RedisTierOptions): RedisTier {
   });
   client.on('ready', () => {
     connected = true;
-    if (everConnected) log.info('redis connection restored');
+    log.info(everConnected ? 'redis connection restored' : 'redis connected');
     everConnected = true;
     // A fresh connection is better evidence than the breaker's timer: use Redis again now.
     breaker.reset();

@@ -90,16 +90,11 @@ describe('shared Redis tier', () => {
     expect(fromDisk.headers['x-cache']).toBe('HIT; tier=disk');
     expect(restarted.engineCalls()).toBe(0);
 
-    // Redis comes back (empty): once the breaker lets it in again, writes reach it.
+    // Redis comes back (empty): the instance connects (a fresh connection resets the breaker) and
+    // writes reach it again.
     await redis.start();
-    let back = false;
-    for (let i = 0; i < 300 && !back; i++) {
-      // The breaker's cool-down is a timer in the instance; there is no event to await from here.
-      await new Promise((r) => setTimeout(r, 50));
-      await request(restarted.app).get(`/upscale/${during}?format=png`);
-      back = (await request(restarted.app).get('/readyz')).body.checks.redis.ok === true;
-    }
-    expect(back).toBe(true);
+    await restarted.waitForLog('redis connected');
+    expect((await request(restarted.app).get('/readyz')).body.checks.redis.ok).toBe(true);
     const fresh = await upload(restarted, await makeImage(16, 16, { seed: 23 }));
     expect((await request(restarted.app).get(`/upscale/${fresh}?format=png`)).headers['x-cache']).toBe('MISS');
     const other = await instance(redis.url, prefix);
@@ -117,19 +112,27 @@ describe('shared Redis tier', () => {
 
     const client = createClient({ url: redisUrl });
     await client.connect();
+    // Promotion is off the response path: Redis itself says when the key is written again
+    // (keyspace notifications for string commands, on a connection of this test's own).
+    await client.configSet('notify-keyspace-events', 'K$');
+    const subscriber = client.duplicate();
+    await subscriber.connect();
     try {
       const keys = await client.keys(`${prefix}*`);
       expect(keys.length).toBeGreaterThan(0);
       await client.del(keys);
+      let written!: () => void;
+      const variantWritten = new Promise<void>((resolve) => (written = resolve));
+      await subscriber.pSubscribe(`__keyspace@*__:${prefix}*variant*`, (event) => {
+        if (event === 'set') written();
+      });
       const refilled = await request(a.app).get(`/upscale/${hash}?format=png`);
       expect(refilled.headers['x-cache']).toBe('HIT; tier=disk');
       expect(a.engineCalls()).toBe(1);
-      // Promotion is off the response path: wait for the keys to come back, bounded.
-      for (let i = 0; i < 100 && (await client.keys(`${prefix}*variant*`)).length === 0; i++) {
-        await new Promise((r) => setTimeout(r, 20));
-      }
+      await variantWritten;
       expect((await client.keys(`${prefix}*variant*`)).length).toBe(1);
     } finally {
+      await subscriber.quit();
       await client.quit();
     }
   });
