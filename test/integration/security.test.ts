@@ -359,3 +359,26 @@ describe('/metrics', () => {
     }
   });
 });
+
+describe('warnings at start', () => {
+  it('warns once about a paid engine without SIGNING_KEY and about open uploads on a public HOST', async () => {
+    const paid = { UPSCALE_ENGINE: 'segmind', SEGMIND_API_KEY: 'SG_0123456789abcdef', SEGMIND_BASE_URL: 'http://127.0.0.1:9' };
+    const open = await startTestServer({ ...paid, HOST: '0.0.0.0' });
+    const closed = await startTestServer({ ...paid, HOST: '127.0.0.1', SIGNING_KEY: KEY, ADMIN_TOKEN: 'a-token-of-16-chars-or-more' });
+    try {
+      const warnings = (server: TestServer) =>
+        server
+          .logs()
+          .split('\n')
+          .filter((line) => line.includes('"level":40'));
+      expect(warnings(open).filter((l) => l.includes('SIGNING_KEY is not set'))).toHaveLength(1);
+      expect(warnings(open).filter((l) => l.includes('ADMIN_TOKEN is not set'))).toHaveLength(1);
+      expect(warnings(closed)).toEqual([]);
+      // The key is named, never shown.
+      expect(open.logs()).not.toContain('SG_0123456789abcdef');
+    } finally {
+      await stopTestServer(open);
+      await stopTestServer(closed);
+    }
+  });
+});
