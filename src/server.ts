@@ -27,7 +27,7 @@ import {
   UpstreamUnavailableError,
 } from './engines/segmind/index.js';
 import type { Engine } from './engines/types.js';
-import { answerClientError, createApp, type ReadinessCheck } from './http/index.js';
+import { answerClientError, createApp, createDrain, type ReadinessCheck } from './http/index.js';
 import { parsePresets, PresetFileError, type Presets } from './params/index.js';
 import { createLimiter, createPipeline, type Limiter } from './pipeline/index.js';
 import { createFileDailyCounter } from './pipeline/daily-counter.js';
@@ -242,7 +242,7 @@ export async function buildServer(config: Config, options: BuildOptions = {}): P
     );
   }
 
-  let draining = false;
+  const drain = createDrain();
   const app = createApp({
     pipeline,
     sources,
@@ -261,7 +261,7 @@ export async function buildServer(config: Config, options: BuildOptions = {}): P
     trustProxy: config.TRUST_PROXY,
     readiness,
     metrics,
-    draining: () => draining,
+    drain,
   });
 
   let server: Server | undefined;
@@ -287,12 +287,11 @@ export async function buildServer(config: Config, options: BuildOptions = {}): P
         answerClientError(error, socket, { maxHeaderBytes: config.MAX_HEADER_BYTES, maxUrlLength: config.MAX_URL_LENGTH }),
       );
       listening.listen(port, config.HOST);
-      await Promise.race([
-        once(listening, 'listening'),
-        once(listening, 'error').then(([error]) => {
-          throw listenError(error as NodeJS.ErrnoException, port, config.HOST);
-        }),
-      ]);
+      try {
+        await once(listening, 'listening');
+      } catch (error) {
+        throw listenError(error as NodeJS.ErrnoException, port, config.HOST);
+      }
       server = listening;
       const bound = (listening.address() as { port: number }).port;
       logger.info({ port: bound, host: config.HOST, engine: engine.id, redis: Boolean(redis) }, 'clarity-cdn listening');
@@ -300,7 +299,7 @@ export async function buildServer(config: Config, options: BuildOptions = {}): P
     },
     close(graceMs = config.SHUTDOWN_GRACE_MS) {
       closing ??= (async () => {
-        draining = true;
+        drain.start();
         if (server) {
           const closed = once(server, 'close');
           // Stops accepting and closes idle keep-alive sockets; busy ones close after their answer.

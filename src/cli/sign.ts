@@ -11,7 +11,8 @@ import { UsageError } from './usage.js';
 export function splitOrigin(target: string): [string, string] {
   const match = /^(https?:\/\/[^/?#]+)(.*)$/i.exec(target);
   if (!match) return ['', target];
-  return [match[1] as string, match[2] || '/'];
+  const rest = match[2] as string;
+  return [match[1] as string, rest.startsWith('/') ? rest : `/${rest}`];
 }
 
 export function signTarget(target: string, keys: readonly string[] | undefined): string {

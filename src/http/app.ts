@@ -10,6 +10,7 @@ import type { ParseOptions } from '../params/index.js';
 import type { Pipeline } from '../pipeline/index.js';
 import type { MissLimiter } from '../security/index.js';
 import type { SourceInfo, SourceStore } from '../sources/index.js';
+import type { Drain } from './drain.js';
 import { otherMethods, requestEdge, urlCaps } from './edge.js';
 import { errorHandler, RequestError } from './errors.js';
 import { readinessRoute, type ReadinessCheck } from './health.js';
@@ -36,8 +37,8 @@ export interface AppOptions {
   trustProxy?: boolean | number | string[];
   readiness?: ReadinessCheck[];
   metrics?: Metrics;
-  /** True once shutdown began. */
-  draining?: () => boolean;
+  /** Shutdown: answers in flight and after it close their connection. */
+  drain?: Drain;
 }
 
 export function createApp(options: AppOptions): Express {
@@ -47,7 +48,7 @@ export function createApp(options: AppOptions): Express {
   app.set('etag', false);
   app.set('trust proxy', options.trustProxy ?? false);
 
-  app.use(requestEdge({ logger, ...(metrics ? { metrics } : {}), draining: options.draining ?? (() => false) }));
+  app.use(requestEdge({ logger, ...(metrics ? { metrics } : {}), ...(options.drain ? { drain: options.drain } : {}) }));
   app.use(urlCaps(limits));
 
   app.get('/healthz', (_req, res) => {

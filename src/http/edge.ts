@@ -6,6 +6,7 @@ import { randomUUID } from 'node:crypto';
 import type { RequestHandler } from 'express';
 import type { Logger } from '../logger.js';
 import type { MetricsRecorder } from '../metrics.js';
+import type { Drain } from './drain.js';
 import { requestContext } from '../request-context.js';
 import { RequestError } from './errors.js';
 import { setSecurityHeaders } from './headers.js';
@@ -16,8 +17,8 @@ const CLIENT_REQUEST_ID = /^[A-Za-z0-9._:@/+=-]{1,128}$/;
 export interface EdgeOptions {
   logger: Logger;
   metrics?: MetricsRecorder;
-  /** True once shutdown began: answers then close their connection. */
-  draining: () => boolean;
+  /** Shutdown: answers in flight and after it close their connection. */
+  drain?: Drain;
 }
 
 /**
@@ -33,7 +34,7 @@ export function requestEdge(options: EdgeOptions): RequestHandler {
     const started = process.hrtime.bigint();
     res.setHeader('X-Request-Id', requestId);
     setSecurityHeaders(res);
-    if (options.draining()) res.setHeader('Connection', 'close');
+    options.drain?.track(res);
     res.on('finish', () => {
       const seconds = Number(process.hrtime.bigint() - started) / 1e9;
       const route = (req.route as { path?: string } | undefined)?.path ?? 'unmatched';
