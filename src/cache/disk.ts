@@ -24,6 +24,7 @@
 import { randomBytes } from 'node:crypto';
 import { mkdir, open, readdir, rename, stat, unlink, type FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
+import { createDebouncedTask } from '../debounced-task.js';
 import type { Logger } from '../logger.js';
 import { decodeFrame, encodeHeader, parseHeader, PREFIX_BYTES, readPrefix } from './frame.js';
 import {
@@ -176,9 +177,6 @@ export function createDiskTier(options: DiskTierOptions): DiskTier {
   /** Keys deleted while the scan runs: the scan may have listed them before they went. */
   const deletedDuringScan = new Set<string>();
   let scanning = true;
-  let evictionTimer: NodeJS.Timeout | undefined;
-  let evictionRun: Promise<void> | undefined;
-  let evictionAgain = false;
   let lastOverBudgetWarning: number | undefined;
   let closed = false;
 
@@ -286,9 +284,15 @@ export function createDiskTier(options: DiskTierOptions): DiskTier {
       scanning = false;
       deletedDuringScan.clear();
     }
-    scheduleEviction();
+    eviction.schedule();
   }
 
+  const eviction = createDebouncedTask({
+    delayMs: evictionDelayMs,
+    run: evictNow,
+    wanted: () => !closed && !scanning && totalBytes > maxBytes,
+    onError: (error) => log.error({ err: error }, 'disk cache eviction failed'),
+  });
   const readyPromise = scan();
 
   async function evictNow(): Promise<void> {
@@ -340,38 +344,6 @@ export function createDiskTier(options: DiskTierOptions): DiskTier {
     }
   }
 
-  function startEviction(): Promise<void> {
-    if (evictionRun) {
-      evictionAgain = true;
-      return evictionRun;
-    }
-    const run: Promise<void> = evictNow()
-      .catch((error: unknown) => log.error({ err: error }, 'disk cache eviction failed'))
-      .finally(() => {
-        evictionRun = undefined;
-        if (evictionAgain) {
-          evictionAgain = false;
-          scheduleEviction();
-        }
-      });
-    evictionRun = run;
-    return run;
-  }
-
-  function scheduleEviction(): void {
-    if (closed || scanning || totalBytes <= maxBytes) return;
-    if (evictionRun) {
-      evictionAgain = true;
-      return;
-    }
-    if (evictionTimer) return;
-    evictionTimer = setTimeout(() => {
-      evictionTimer = undefined;
-      void startEviction();
-    }, evictionDelayMs);
-    // A pending eviction must not keep a CLI command (or a test) alive.
-    evictionTimer.unref();
-  }
 
   function pinnedBytes(): number {
     let bytes = 0;
@@ -447,7 +419,7 @@ export function createDiskTier(options: DiskTierOptions): DiskTier {
       if (left === 0) writing.delete(key);
       else writing.set(key, left);
     }
-    scheduleEviction();
+    eviction.schedule();
   }
 
   async function remove(key: string): Promise<void> {
@@ -469,16 +441,9 @@ export function createDiskTier(options: DiskTierOptions): DiskTier {
     ready: () => readyPromise,
     async idle() {
       await readyPromise;
-      while (evictionTimer || evictionRun) {
-        if (evictionTimer) {
-          clearTimeout(evictionTimer);
-          evictionTimer = undefined;
-          void startEviction();
-        }
-        await evictionRun;
-      }
+      await eviction.idle();
     },
-    evict: () => readyPromise.then(startEviction),
+    evict: () => readyPromise.then(eviction.runNow),
     stats() {
       const byKind = Object.fromEntries(ENTRY_KINDS.map((k) => [k, { bytes: 0, entries: 0 }])) as Record<EntryKind, DiskKindStats>;
       for (const entry of index.values()) {
@@ -489,10 +454,8 @@ export function createDiskTier(options: DiskTierOptions): DiskTier {
     },
     async close() {
       closed = true;
-      if (evictionTimer) clearTimeout(evictionTimer);
-      evictionTimer = undefined;
       await readyPromise;
-      await evictionRun;
+      await eviction.close();
     },
   };
 }

@@ -11,6 +11,7 @@ import { LRUCache } from 'lru-cache';
 import picomatch from 'picomatch';
 import { request, type Dispatcher } from 'undici';
 import type { Logger } from '../logger.js';
+import { CONNECT_FAILURE_CODES, errorCodeOf } from '../net-errors.js';
 import { InvalidParamError } from '../params/errors.js';
 import { SourceUrlForbiddenError } from '../security/errors.js';
 import { findAddressRefusal, type AddressRefusedError } from '../security/ssrf.js';
@@ -65,23 +66,6 @@ const ACCEPT = 'image/avif,image/webp,image/png,image/jpeg,image/*;q=0.8';
 
 const SCHEMES = new Set(['http:', 'https:']);
 
-/** Codes of failures that happen before the origin sent a byte: "could not connect". */
-const CONNECT_CODES = new Set([
-  'ECONNREFUSED',
-  'ECONNRESET',
-  'ENOTFOUND',
-  'EAI_AGAIN',
-  'EHOSTUNREACH',
-  'ENETUNREACH',
-  'EADDRNOTAVAIL',
-  'UND_ERR_CONNECT_TIMEOUT',
-  'ERR_TLS_CERT_ALTNAME_INVALID',
-  'CERT_HAS_EXPIRED',
-  'DEPTH_ZERO_SELF_SIGNED_CERT',
-  'SELF_SIGNED_CERT_IN_CHAIN',
-  'UNABLE_TO_VERIFY_LEAF_SIGNATURE',
-  'UNABLE_TO_GET_ISSUER_CERT_LOCALLY',
-]);
 
 /** Range names of `isPublicAddress`, as a sentence reads them; the rarer ones are named as they are. */
 const RANGE_PHRASES: Record<string, string> = {
@@ -104,11 +88,8 @@ const one = (value: string | string[] | undefined) => (Array.isArray(value) ? va
  * origins are allowed), and a detail is public. Anything that is not a plain code is `ERROR`.
  */
 function codeOf(error: unknown): string {
-  for (let e = error, depth = 0; e && typeof e === 'object' && depth < 4; e = (e as { cause?: unknown }).cause, depth++) {
-    const code = (e as { code?: unknown }).code;
-    if (typeof code === 'string' && /^[A-Z0-9_]{1,64}$/.test(code)) return code;
-  }
-  return 'ERROR';
+  const code = errorCodeOf(error);
+  return code !== undefined && /^[A-Z0-9_]{1,64}$/.test(code) ? code : 'ERROR';
 }
 
 /** Stops reading a body we do not use; undici reports that as an error event, expected here. */
@@ -200,7 +181,7 @@ export function createOriginFetcher(options: OriginFetcherOptions): OriginFetche
     const detail =
       phase === 'body'
         ? `the connection to the origin failed while reading the image: ${code}`
-        : CONNECT_CODES.has(code)
+        : CONNECT_FAILURE_CODES.has(code) || code === 'ECONNRESET'
           ? `could not connect to the origin: ${code}`
           : `the request to the origin failed: ${code}`;
     return new OriginUnavailableError({ detail, cause: error });

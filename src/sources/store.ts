@@ -35,6 +35,7 @@ import { LRUCache } from 'lru-cache';
 import sharp, { type Metadata } from 'sharp';
 import type { CacheTier } from '../cache/types.js';
 import type { SourceImage } from '../engines/types.js';
+import { createDebouncedTask } from '../debounced-task.js';
 import type { Logger } from '../logger.js';
 import { SingleFlight } from '../single-flight.js';
 import { SourceTooLargeError, UnsupportedMediaTypeError } from './errors.js';
@@ -262,9 +263,6 @@ export function createSourceStore(options: SourceStoreOptions): DiskSourceStore 
   /** The source written last: not evicted even if it alone is over budget (a warning says so). */
   let lastWritten: string | undefined;
   let scanning = true;
-  let evictionTimer: NodeJS.Timeout | undefined;
-  let evictionRun: Promise<void> | undefined;
-  let evictionAgain = false;
   let lastOverBudgetWarning: number | undefined;
   let closed = false;
 
@@ -369,9 +367,15 @@ export function createSourceStore(options: SourceStoreOptions): DiskSourceStore 
     } finally {
       scanning = false;
     }
-    scheduleEviction();
+    eviction.schedule();
   }
 
+  const eviction = createDebouncedTask({
+    delayMs: evictionDelayMs,
+    run: evictNow,
+    wanted: () => !closed && !scanning && diskMaxBytes !== undefined && totalBytes > diskMaxBytes,
+    onError: (error) => logger.error({ err: error }, 'source eviction failed'),
+  });
   const readyPromise = scan();
 
   async function pinned(hash: string): Promise<boolean> {
@@ -461,38 +465,6 @@ export function createSourceStore(options: SourceStoreOptions): DiskSourceStore 
     }
   }
 
-  function startEviction(): Promise<void> {
-    if (evictionRun) {
-      evictionAgain = true;
-      return evictionRun;
-    }
-    const run: Promise<void> = evictNow()
-      .catch((error: unknown) => logger.error({ err: error }, 'source eviction failed'))
-      .finally(() => {
-        evictionRun = undefined;
-        if (evictionAgain) {
-          evictionAgain = false;
-          scheduleEviction();
-        }
-      });
-    evictionRun = run;
-    return run;
-  }
-
-  function scheduleEviction(): void {
-    if (closed || scanning || diskMaxBytes === undefined || totalBytes <= diskMaxBytes) return;
-    if (evictionRun) {
-      evictionAgain = true;
-      return;
-    }
-    if (evictionTimer) return;
-    evictionTimer = setTimeout(() => {
-      evictionTimer = undefined;
-      void startEviction();
-    }, evictionDelayMs);
-    // A pending eviction must not keep a CLI command (or a test) alive.
-    evictionTimer.unref();
-  }
 
   const unsupported = (detail: string, cause?: unknown) =>
     new UnsupportedMediaTypeError({ detail, allowed: SOURCE_FORMATS.join(', '), ...(cause ? { cause } : {}) });
@@ -569,7 +541,7 @@ export function createSourceStore(options: SourceStoreOptions): DiskSourceStore 
       // Rewritten on a restore too: same content, and a meta file lost meanwhile comes back.
       await writeAtomic(metaPath(info.hash), JSON.stringify(info));
     } finally {
-      scheduleEviction();
+      eviction.schedule();
     }
   }
 
@@ -736,22 +708,13 @@ export function createSourceStore(options: SourceStoreOptions): DiskSourceStore 
     ready: () => readyPromise,
     async idle() {
       await readyPromise;
-      while (evictionTimer || evictionRun) {
-        if (evictionTimer) {
-          clearTimeout(evictionTimer);
-          evictionTimer = undefined;
-          void startEviction();
-        }
-        await evictionRun;
-      }
+      await eviction.idle();
     },
-    evict: () => readyPromise.then(startEviction),
+    evict: () => readyPromise.then(eviction.runNow),
     async close() {
       closed = true;
-      if (evictionTimer) clearTimeout(evictionTimer);
-      evictionTimer = undefined;
       await readyPromise;
-      await evictionRun;
+      await eviction.close();
     },
   };
 }

@@ -4,38 +4,9 @@
  * upstream. That last bit is what keeps a retried submit from paying twice.
  */
 import { request, type Dispatcher } from 'undici';
+import { CONNECT_FAILURE_CODES, errorCodeOf } from '../../net-errors.js';
 import { sanitizeReason, type Headers } from './errors.js';
 
-/**
- * Failures that happen while connecting, before a byte of the request is written: a retry cannot
- * duplicate a job. Everything else (a reset, "other side closed", a headers timeout) may come after
- * the upstream read the request, so a submit that failed that way may have been accepted and billed.
- * (Submits run on connections of their own, see `engine.ts`, so a stale keep-alive socket cannot
- * blur the line.)
- */
-const BEFORE_SEND = new Set([
-  'ECONNREFUSED',
-  'ENOTFOUND',
-  'EAI_AGAIN',
-  'EHOSTUNREACH',
-  'ENETUNREACH',
-  'EADDRNOTAVAIL',
-  'UND_ERR_CONNECT_TIMEOUT',
-  'ERR_TLS_CERT_ALTNAME_INVALID',
-  'CERT_HAS_EXPIRED',
-  'DEPTH_ZERO_SELF_SIGNED_CERT',
-  'SELF_SIGNED_CERT_IN_CHAIN',
-  'UNABLE_TO_VERIFY_LEAF_SIGNATURE',
-  'UNABLE_TO_GET_ISSUER_CERT_LOCALLY',
-]);
-
-function codeOf(error: unknown): string | undefined {
-  for (let e = error, depth = 0; e && typeof e === 'object' && depth < 4; e = (e as { cause?: unknown }).cause, depth++) {
-    const code = (e as { code?: unknown }).code;
-    if (typeof code === 'string') return code;
-  }
-  return undefined;
-}
 
 /**
  * A transport failure, stripped to plain data: undici's own error objects hold sockets and (for
@@ -50,11 +21,15 @@ export class TransportError extends Error {
   readonly status: number | undefined;
   readonly headers: Headers | undefined;
   constructor(error: unknown, secrets: readonly string[], answer?: { status: number; headers: Headers }) {
-    const code = codeOf(error);
+    const code = errorCodeOf(error);
     const message = error instanceof Error ? error.message : String(error);
     super(sanitizeReason(`${code ?? 'ERROR'}: ${message}`, secrets));
     this.code = code;
-    this.mayHaveBeenSent = answer !== undefined || code === undefined || !BEFORE_SEND.has(code);
+    // Only a failure while connecting proves the request was never written, so a retry cannot
+    // duplicate a job; a reset or a headers timeout may come after the upstream read it. (Submits
+    // run on connections of their own, see `engine.ts`, so a stale keep-alive socket cannot blur
+    // the line.)
+    this.mayHaveBeenSent = answer !== undefined || code === undefined || !CONNECT_FAILURE_CODES.has(code);
     this.status = answer?.status;
     this.headers = answer?.headers;
   }
