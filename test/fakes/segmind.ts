@@ -190,14 +190,15 @@ export interface FakeSegmind {
 
 // --- The documented parameter rules (UPSTREAM.md), independent of src/params ------------------
 
-const SCHEDULERS = [
+/** UPSTREAM.md, "Schedulers", in its order: the fake's own list, not our table's. */
+export const SCHEDULERS = [
   'DPM++ 2M Karras', 'DPM++ SDE Karras', 'DPM++ 2M SDE Exponential', 'DPM++ 2M SDE Karras', 'Euler a', 'Euler', 'LMS',
   'Heun', 'DPM2', 'DPM2 a', 'DPM++ 2S a', 'DPM++ 2M', 'DPM++ SDE', 'DPM++ 2M SDE', 'DPM++ 2M SDE Heun',
   'DPM++ 2M SDE Heun Karras', 'DPM++ 2M SDE Heun Exponential', 'DPM++ 3M SDE', 'DPM++ 3M SDE Karras',
   'DPM++ 3M SDE Exponential', 'DPM fast', 'DPM adaptive', 'LMS Karras', 'DPM2 Karras', 'DPM2 a Karras',
   'DPM++ 2S a Karras', 'Restart', 'DDIM', 'PLMS', 'UniPC',
 ];
-const SD_MODELS = [
+export const SD_MODELS = [
   'epicrealism_naturalSinRC1VAE.safetensors [84d76a0328]',
   'juggernaut_reborn.safetensors [338b85bc4f]',
   'flat2DAnimerge_v45Sharp.safetensors',
