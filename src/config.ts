@@ -230,7 +230,7 @@ const VARIABLES = {
   MAX_HEADER_BYTES: {
     schema: bytes,
     default: '16KiB',
-    doc: 'Largest request head (request line and headers); past it 431. Must exceed `MAX_URL_LENGTH`.',
+    doc: 'Largest request headers (names and values, the request line not counted); past it 431.',
   },
   HTTP_HEADERS_TIMEOUT_MS: {
     schema: int(100, 600_000),
@@ -307,9 +307,6 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
   }
   if (config.ONLY_PRESETS && !config.PRESETS_FILE) {
     problems.push('PRESETS_FILE: required when ONLY_PRESETS=true');
-  }
-  if (config.MAX_HEADER_BYTES <= config.MAX_URL_LENGTH) {
-    problems.push(`MAX_HEADER_BYTES: must exceed MAX_URL_LENGTH (${config.MAX_URL_LENGTH}): the request line is part of the head`);
   }
   if (problems.length > 0) throw new ConfigError(problems);
   return Object.freeze(config);

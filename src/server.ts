@@ -251,6 +251,7 @@ export async function buildServer(config: Config, options: BuildOptions = {}): P
       sourceMaxBytes: config.SOURCE_MAX_BYTES,
       maxUrlLength: config.MAX_URL_LENGTH,
       maxQueryLength: config.MAX_QUERY_LENGTH,
+      maxHeaderBytes: config.MAX_HEADER_BYTES,
     },
     ...(config.ADMIN_TOKEN ? { adminToken: config.ADMIN_TOKEN } : {}),
     ...(config.SIGNING_KEY ? { signingKeys: config.SIGNING_KEY } : {}),
@@ -272,9 +273,13 @@ export async function buildServer(config: Config, options: BuildOptions = {}): P
     logger,
     config,
     async listen(port = config.PORT) {
+      // The request line's method and version, and its CRLF, on top of the two caps.
+      const maxHeadBytes = config.MAX_URL_LENGTH + config.MAX_HEADER_BYTES + 32;
       const listening = createServer(
         {
-          maxHeaderSize: config.MAX_HEADER_BYTES,
+          // Node's own cap on the whole head sits just above ours (URL + headers), so the app,
+          // which can tell them apart, answers 414 or 431 first.
+          maxHeaderSize: maxHeadBytes,
           headersTimeout: config.HTTP_HEADERS_TIMEOUT_MS,
           requestTimeout: config.HTTP_REQUEST_TIMEOUT_MS,
           // How often those two timeouts are checked; Node's 30 s default would let a slow client
@@ -284,7 +289,7 @@ export async function buildServer(config: Config, options: BuildOptions = {}): P
         app,
       );
       listening.on('clientError', (error: NodeJS.ErrnoException & { rawPacket?: Buffer }, socket) =>
-        answerClientError(error, socket, { maxHeaderBytes: config.MAX_HEADER_BYTES, maxUrlLength: config.MAX_URL_LENGTH }),
+        answerClientError(error, socket, { maxHeadBytes, maxUrlLength: config.MAX_URL_LENGTH }),
       );
       listening.listen(port, config.HOST);
       try {

@@ -11,7 +11,7 @@ import type { Pipeline } from '../pipeline/index.js';
 import type { MissLimiter } from '../security/index.js';
 import type { SourceInfo, SourceStore } from '../sources/index.js';
 import type { Drain } from './drain.js';
-import { otherMethods, requestEdge, urlCaps } from './edge.js';
+import { lengthCaps, otherMethods, requestEdge } from './edge.js';
 import { errorHandler, RequestError } from './errors.js';
 import { readinessRoute, type ReadinessCheck } from './health.js';
 import { mountSourceRoutes } from './sources.js';
@@ -21,7 +21,7 @@ export interface AppOptions {
   pipeline: Pipeline;
   sources: SourceStore;
   logger: Logger;
-  limits: { sourceMaxBytes: number; maxUrlLength: number; maxQueryLength: number };
+  limits: { sourceMaxBytes: number; maxUrlLength: number; maxQueryLength: number; maxHeaderBytes: number };
   /** When set, `POST /sources` requires `Authorization: Bearer <token>`. */
   adminToken?: string;
   /** When set, upscale URLs need a valid `sig`. */
@@ -49,7 +49,7 @@ export function createApp(options: AppOptions): Express {
   app.set('trust proxy', options.trustProxy ?? false);
 
   app.use(requestEdge({ logger, ...(metrics ? { metrics } : {}), ...(options.drain ? { drain: options.drain } : {}) }));
-  app.use(urlCaps(limits));
+  app.use(lengthCaps(limits));
 
   app.get('/healthz', (_req, res) => {
     res.setHeader('Cache-Control', 'no-store');

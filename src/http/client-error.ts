@@ -5,6 +5,7 @@
  */
 import type { Duplex } from 'node:stream';
 import { PROBLEM_TYPE_BASE } from '../errors.js';
+import { LOCKED_DOWN_CSP } from './headers.js';
 
 const REASONS: Record<number, string> = {
   400: 'Bad Request',
@@ -14,7 +15,8 @@ const REASONS: Record<number, string> = {
 };
 
 export interface ClientErrorLimits {
-  maxHeaderBytes: number;
+  /** Node's own limit on the whole head: request line and headers (MAX_URL_LENGTH + MAX_HEADER_BYTES). */
+  maxHeadBytes: number;
   maxUrlLength: number;
 }
 
@@ -36,6 +38,9 @@ export function answerClientError(error: NodeJS.ErrnoException & { rawPacket?: B
   let detail = 'the request could not be parsed as HTTP/1.1';
   let param: string | undefined;
   if (error.code === 'HPE_HEADER_OVERFLOW') {
+    // Node only shows the chunk it was parsing: a line with no end in sight is the URL (or one
+    // giant header); otherwise the head as a whole was too big. The app checks each cap exactly
+    // below Node's limit, so this guess only decides between two true answers.
     const line = requestLineLength(error.rawPacket, limits.maxUrlLength);
     if (line !== undefined && line > limits.maxUrlLength) {
       status = 414;
@@ -46,7 +51,7 @@ export function answerClientError(error: NodeJS.ErrnoException & { rawPacket?: B
       status = 431;
       code = 'HEADERS_TOO_LARGE';
       param = 'MAX_HEADER_BYTES';
-      detail = `the request line and headers exceed ${limits.maxHeaderBytes} bytes (MAX_HEADER_BYTES)`;
+      detail = `the request line and headers exceed ${limits.maxHeadBytes} bytes (MAX_URL_LENGTH + MAX_HEADER_BYTES)`;
     }
   } else if (error.code === 'ERR_HTTP_REQUEST_TIMEOUT') {
     status = 408;
@@ -67,6 +72,8 @@ export function answerClientError(error: NodeJS.ErrnoException & { rawPacket?: B
       `Content-Length: ${Buffer.byteLength(body)}\r\n` +
       'Cache-Control: no-store\r\n' +
       'X-Content-Type-Options: nosniff\r\n' +
+      `Content-Security-Policy: ${LOCKED_DOWN_CSP}\r\n` +
+      'Referrer-Policy: no-referrer\r\n' +
       'Connection: close\r\n\r\n' +
       body,
   );

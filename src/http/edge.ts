@@ -56,9 +56,22 @@ export function requestEdge(options: EdgeOptions): RequestHandler {
   };
 }
 
-/** 414 past `MAX_URL_LENGTH` (path and query) or `MAX_QUERY_LENGTH`, before any parsing. */
-export function urlCaps(limits: { maxUrlLength: number; maxQueryLength: number }): RequestHandler {
+/**
+ * 414 past `MAX_URL_LENGTH` (path and query) or `MAX_QUERY_LENGTH`, 431 past `MAX_HEADER_BYTES`,
+ * before any parsing. (Node refuses a head past both caps together itself: client-error.ts.)
+ */
+export function lengthCaps(limits: { maxUrlLength: number; maxQueryLength: number; maxHeaderBytes: number }): RequestHandler {
   return (req, _res, next) => {
+    let headerBytes = 0;
+    // Each header as written: name, ": ", value, CRLF.
+    for (const part of req.rawHeaders) headerBytes += part.length + 2;
+    if (headerBytes > limits.maxHeaderBytes) {
+      throw new RequestError(431, 'HEADERS_TOO_LARGE', 'Request header fields too large', {
+        param: 'MAX_HEADER_BYTES',
+        allowed: `at most ${limits.maxHeaderBytes} bytes of headers`,
+        detail: `the request headers take ${headerBytes} bytes; this server accepts at most ${limits.maxHeaderBytes} (MAX_HEADER_BYTES)`,
+      });
+    }
     const url = req.originalUrl;
     const at = url.indexOf('?');
     const queryLength = at === -1 ? 0 : url.length - at - 1;

@@ -3,7 +3,7 @@
  * status; anything else is a generic 500 that says nothing of its cause. Logged once, here, by
  * class: 4xx at info without a stack, 5xx at error with `err`.
  */
-import type { ErrorRequestHandler, Response } from 'express';
+import type { ErrorRequestHandler, Request, Response } from 'express';
 import { CdnError } from '../errors.js';
 import type { Logger } from '../logger.js';
 import { requestContext } from '../request-context.js';
@@ -23,10 +23,20 @@ export class RequestError extends CdnError {
 }
 
 /** Body-parser and Express errors that carry their own HTTP meaning. */
-function fromFramework(error: unknown, limitBytes: number): CdnError | undefined {
+function fromFramework(error: unknown, req: Request, limitBytes: number): CdnError | undefined {
   if (typeof error !== 'object' || error === null) return undefined;
-  const { type, status } = error as { type?: string; status?: number };
+  const { type, status, limit, message } = error as { type?: string; status?: number; limit?: number; message?: string };
+  const encoding = (req.get('content-encoding') ?? 'identity').toLowerCase();
   if (type === 'entity.too.large') {
+    const max = typeof limit === 'number' ? limit : limitBytes;
+    if (max !== limitBytes) {
+      // The JSON body's own limit (POST /sources {"url"}), not the image one.
+      return new RequestError(413, 'BODY_TOO_LARGE', 'Request body too large', {
+        param: 'body',
+        allowed: `a JSON body of at most ${max} bytes`,
+        detail: `the JSON body is larger than ${max} bytes; it holds a URL, not an image`,
+      });
+    }
     return new SourceTooLargeError({
       detail: `the body is larger than ${limitBytes} bytes (SOURCE_MAX_BYTES)`,
       allowed: `at most ${limitBytes} bytes`,
@@ -43,6 +53,19 @@ function fromFramework(error: unknown, limitBytes: number): CdnError | undefined
     return new InvalidParamError({ param: 'body', detail: 'the request body could not be read: expected valid JSON' });
   }
   if (type === 'request.aborted') return undefined;
+  if (status === 400 && typeof message === 'string' && message.startsWith('Failed to decode param')) {
+    // Express could not percent-decode a path parameter.
+    const param = req.path.startsWith('/upscale/url/') ? 'url' : 'hash';
+    return new InvalidParamError({ param, allowed: 'valid percent-encoding', detail: `the path's ${param} is not valid percent-encoding` });
+  }
+  if (status === 400 && encoding !== 'identity') {
+    // A body that does not decode as its Content-Encoding says (zlib or brotli refused it).
+    return new InvalidParamError({
+      param: 'Content-Encoding',
+      allowed: 'a body compressed as its Content-Encoding says, or none',
+      detail: `the body does not decode as ${encoding}, its Content-Encoding`,
+    });
+  }
   if (typeof status === 'number' && status >= 400 && status < 500) {
     return new RequestError(status, 'BAD_REQUEST', 'Bad request', { detail: 'the request could not be processed' });
   }
@@ -75,7 +98,7 @@ export function sendProblem(res: Response, error: CdnError, instance?: string): 
 export function errorHandler(logger: Logger, options: { sourceMaxBytes: number }): ErrorRequestHandler {
   return (error: unknown, req, res, next) => {
     if (res.headersSent) return next(error);
-    const known = error instanceof CdnError ? error : fromFramework(error, options.sourceMaxBytes);
+    const known = error instanceof CdnError ? error : fromFramework(error, req, options.sourceMaxBytes);
     const instance = req.originalUrl.split('?')[0];
     if (known) {
       const line = { code: known.code, status: known.status, method: req.method, url: instance };

@@ -4,6 +4,9 @@ import type { Request, Response } from 'express';
 
 export const IMMUTABLE = 'public, max-age=31536000, immutable';
 
+/** For answers that are not images: they may load, run and frame nothing. */
+export const LOCKED_DOWN_CSP = "default-src 'none'; frame-ancestors 'none'";
+
 /**
  * For every answer: no MIME sniffing; and for anything that is not an image (JSON, problem+json,
  * HTML) a CSP that lets it run nothing and be framed by no one. Images drop the CSP (`asImage`):
@@ -11,7 +14,7 @@ export const IMMUTABLE = 'public, max-age=31536000, immutable';
  */
 export function setSecurityHeaders(res: Response): void {
   res.setHeader('X-Content-Type-Options', 'nosniff');
-  res.setHeader('Content-Security-Policy', "default-src 'none'; frame-ancestors 'none'");
+  res.setHeader('Content-Security-Policy', LOCKED_DOWN_CSP);
   res.setHeader('Referrer-Policy', 'no-referrer');
 }
 
