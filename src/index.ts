@@ -1,0 +1,7 @@
+/**
+ * What other Node code may import from clarity-cdn: URL signing (to make `<img src>` URLs in a
+ * site's own build or CMS), and the server itself (to embed it).
+ */
+export { signPath, verifyPath, signingInput, type SignatureCheck } from './security/index.js';
+export { loadConfig, ConfigError, type Config } from './config.js';
+export { buildServer, type BuiltServer, type BuildOptions } from './server.js';
