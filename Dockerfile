@@ -19,6 +19,7 @@ WORKDIR /app
 COPY --from=build /app/node_modules ./node_modules
 COPY --from=build /app/dist ./dist
 COPY package.json ./
+COPY bin ./bin
 COPY config ./config
 RUN mkdir -p /var/cache/clarity-cdn && chown node:node /var/cache/clarity-cdn
 USER node
