@@ -113,7 +113,8 @@ export function createMetrics(options: MetricsOptions): Metrics {
   });
   const limiterWait = new Histogram({
     name: 'clarity_limiter_wait_seconds',
-    help: 'Time a master waited for a limiter slot',
+    help: 'Time a master waited for a limiter slot, by lane (visitor, jobs, warm)',
+    labelNames: ['lane'] as const,
     buckets: [0.001, 0.01, 0.1, 1, 5, 20, 60, 300],
     registers,
   });
@@ -126,6 +127,15 @@ export function createMetrics(options: MetricsOptions): Metrics {
 
   gauge('clarity_limiter_active', 'Engine jobs in flight', () => pipelineStats().limiter.active);
   gauge('clarity_limiter_pending', 'Engine jobs waiting for a slot', () => pipelineStats().limiter.pending);
+  new Gauge({
+    name: 'clarity_limiter_lane_pending',
+    help: 'Engine jobs waiting for a slot, by lane (visitor before jobs before warm)',
+    labelNames: ['lane'] as const,
+    registers,
+    collect() {
+      for (const [lane, waiting] of Object.entries(pipelineStats().limiter.pendingByLane)) this.set({ lane }, waiting);
+    },
+  });
   gauge('clarity_limiter_window_submissions', 'Submissions in the current 60 s window', () => pipelineStats().limiter.windowCount);
   gauge('clarity_masters_in_flight', 'Distinct masters being made', () => pipelineStats().mastersInFlight);
   if (disk) {
@@ -178,7 +188,7 @@ export function createMetrics(options: MetricsOptions): Metrics {
     },
     observer: {
       joined: (kind) => joins.inc({ kind }),
-      limiterWait: (seconds) => limiterWait.observe(seconds),
+      limiterWait: (seconds, lane) => limiterWait.observe({ lane }, seconds),
       engineCall(call) {
         engineCalls.inc({ engine: call.engine, outcome: call.outcome });
         engineSeconds.observe({ engine: call.engine, outcome: call.outcome }, call.seconds);

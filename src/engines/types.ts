@@ -62,12 +62,24 @@ export interface EngineResult {
   onStored?: () => Promise<void>;
 }
 
+/** A journaled job: its master key and the request that made it. */
+export interface JournaledJob {
+  masterKey: string;
+  source: string;
+  params: ClarityParams;
+}
+
 export interface Engine {
   /** `segmind` or `local:<model>`: part of every master key, so engines never share results. */
   readonly id: string;
   /** Canonical field names this engine acts on; the rest are reported in `X-Upscale-Ignored`. */
   readonly honors: ReadonlySet<string>;
   upscale(input: EngineInput, context: EngineContext): Promise<EngineResult>;
+  /**
+   * Jobs accepted (and billed) upstream whose results are not stored yet, with what is needed to
+   * finish them: engines that journal implement it, so a restart resumes them at once.
+   */
+  journaled?(): Promise<JournaledJob[]>;
   /** Releases workers, sockets and timers. */
   close(): Promise<void>;
 }

@@ -1,10 +1,15 @@
 /**
- * The one global limiter in front of every engine call: at most `concurrency` jobs in flight
- * (p-limit), at most `perMinute` submissions in any sliding 60 s window, and a pause that a 429
- * from the upstream sets for everyone. Retries of a job are submissions too: the engine calls
- * `gate.acquire()` before each, inside the job's concurrency slot.
+ * The one global limiter in front of every engine call: at most `concurrency` jobs in flight, at
+ * most `perMinute` submissions in any sliding 60 s window, and a pause that a 429 from the upstream
+ * sets for everyone. Retries of a job are submissions too: the engine calls `gate.acquire()`
+ * before each, inside the job's concurrency slot.
+ *
+ * Slots go by lane (p-queue priorities): a visitor's `<img>` miss before `/jobs` work before a
+ * warming run, FIFO within a lane. A warm run of thousands of jobs therefore delays a visitor by
+ * at most the one slot that frees next. A waiting job can be promoted when a higher lane comes to
+ * want the same master (`promote`).
  */
-import pLimit from 'p-limit';
+import PQueue from 'p-queue';
 import type { SubmitGate } from '../engines/types.js';
 import { DailyLimitError } from './errors.js';
 
@@ -27,17 +32,37 @@ export interface DailyCounter {
   get(day: string): Promise<number>;
 }
 
+/** Who is waiting: `visitor` (an `<img>` request), `jobs` (the jobs API), `warm` (cache warming). */
+export type Lane = 'visitor' | 'jobs' | 'warm';
+export const LANES: readonly Lane[] = ['visitor', 'jobs', 'warm'];
+const PRIORITY: Record<Lane, number> = { visitor: 2, jobs: 1, warm: 0 };
+
 export interface LimiterStats {
   active: number;
   pending: number;
+  /** Jobs waiting for a slot, by lane. */
+  pendingByLane: Record<Lane, number>;
   /** Submissions in the current 60 s window. */
   windowCount: number;
   pausedUntil: number;
 }
 
+export interface RunOptions {
+  /** Default `visitor`. */
+  lane?: Lane;
+  /** Names the job for `promote`, `state` and `position` (the master key). */
+  id?: string;
+}
+
 export interface Limiter extends SubmitGate {
   /** Runs `job` in a concurrency slot; the job calls `gate.acquire()` before each submission. */
-  run<T>(job: (gate: SubmitGate) => Promise<T>): Promise<T>;
+  run<T>(job: (gate: SubmitGate) => Promise<T>, options?: RunOptions): Promise<T>;
+  /** Moves a waiting job up to `lane` (never down); nothing when it is not waiting. */
+  promote(id: string, lane: Lane): void;
+  /** `queued` (waiting for a slot), `running`, or undefined (unknown here). */
+  state(id: string): 'queued' | 'running' | undefined;
+  /** 1-based place in line among the waiting jobs (higher lanes first), or undefined. */
+  position(id: string): number | undefined;
   stats(): LimiterStats;
 }
 
@@ -62,7 +87,10 @@ export function utcDay(epochMs: number): string {
 
 export function createLimiter(options: LimiterOptions): Limiter {
   const now = options.now ?? Date.now;
-  const limit = pLimit(options.concurrency);
+  const slots = new PQueue({ concurrency: options.concurrency });
+  /** Named jobs, in order of arrival: what `position` counts. */
+  const named = new Map<string, { lane: Lane; seq: number; running: boolean }>();
+  let seq = 0;
   const stamps: number[] = [];
   let pausedUntil = 0;
   // Admission is FIFO: each acquire waits for the one before it, so a burst cannot starve anyone.
@@ -111,12 +139,61 @@ export function createLimiter(options: LimiterOptions): Limiter {
     },
   };
 
+  const waiting = (lane: Lane) => slots.sizeBy({ priority: PRIORITY[lane] });
+
   return {
     ...gate,
-    run: (job) => limit(() => job(gate)),
+    async run(job, runOptions = {}) {
+      const lane = runOptions.lane ?? 'visitor';
+      const id = runOptions.id;
+      if (id !== undefined) named.set(id, { lane, seq: seq++, running: false });
+      try {
+        return (await slots.add(
+          () => {
+            if (id !== undefined) {
+              const entry = named.get(id);
+              if (entry) entry.running = true;
+            }
+            return job(gate);
+          },
+          { priority: PRIORITY[lane], ...(id !== undefined ? { id } : {}) },
+        )) as Awaited<ReturnType<typeof job>>;
+      } finally {
+        if (id !== undefined) named.delete(id);
+      }
+    },
+    promote(id, lane) {
+      const entry = named.get(id);
+      if (!entry || entry.running || PRIORITY[lane] <= PRIORITY[entry.lane]) return;
+      slots.setPriority(id, PRIORITY[lane]);
+      // p-queue places it last among its new equals, as a new arrival would be.
+      Object.assign(entry, { lane, seq: seq++ });
+    },
+    state(id) {
+      const entry = named.get(id);
+      return entry ? (entry.running ? 'running' : 'queued') : undefined;
+    },
+    position(id) {
+      const entry = named.get(id);
+      if (!entry || entry.running) return undefined;
+      let ahead = 0;
+      for (const other of named.values()) {
+        if (other.running || other === entry) continue;
+        const before = PRIORITY[other.lane] > PRIORITY[entry.lane] || (other.lane === entry.lane && other.seq < entry.seq);
+        if (before) ahead += 1;
+      }
+      // Unnamed jobs (none today: the pipeline names every one) would make this a lower bound.
+      return ahead + 1;
+    },
     stats() {
       prune(now());
-      return { active: limit.activeCount, pending: limit.pendingCount, windowCount: stamps.length, pausedUntil };
+      return {
+        active: slots.pending,
+        pending: slots.size,
+        pendingByLane: { visitor: waiting('visitor'), jobs: waiting('jobs'), warm: waiting('warm') },
+        windowCount: stamps.length,
+        pausedUntil,
+      };
     },
   };
 }

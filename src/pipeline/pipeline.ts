@@ -15,7 +15,7 @@ import { PARAMS, masterKey, variantKey, type UpscaleRequest } from '../params/in
 import { SourceNotFoundError, type SourceInfo } from '../sources/index.js';
 import { decodes, planOutput, renderVariant, variantSpec, type OutputPlan } from '../transform/index.js';
 import { OutputTooLargeError, RememberedRejectionError, UpscaleTimeoutError } from './errors.js';
-import type { Limiter } from './limiter.js';
+import type { Lane, Limiter } from './limiter.js';
 import { SingleFlight } from '../single-flight.js';
 import type { PipelineCache, PipelineObserver, PipelineSources, PreparedUpscale, UpscaleResult } from './types.js';
 
@@ -50,6 +50,8 @@ export interface UpscaleOptions {
    * join work already running, and hits, are never asked.
    */
   admitMiss?: () => void | Promise<void>;
+  /** Who is asking, for the limiter's priority: default `visitor`. */
+  lane?: Lane;
 }
 
 /**
@@ -70,6 +72,7 @@ interface ProduceOptions {
   /** False for HEAD: answer from the cache (transform included) or throw `NotCached`. */
   engineAllowed: boolean;
   admitMiss?: UpscaleOptions['admitMiss'];
+  lane: Lane;
 }
 
 interface MasterOutcome {
@@ -117,6 +120,8 @@ export function createPipeline(options: PipelineOptions) {
   function getMaster(key: string, request: UpscaleRequest, how: ProduceOptions): Promise<MasterOutcome> {
     const { engine: eng, limiter: lim } = how;
     if (!how.engineAllowed && masters.has(key)) return Promise.reject(new NotCached());
+    // Joining work queued in a lower lane lifts it to ours: a visitor never waits behind warming.
+    lim.promote(key, how.lane);
     return shared(masters, 'master', key, async () => {
       const cached = await cache.get(`master:${key}`);
       if (cached) return { entry: cached.entry, tier: cached.tier };
@@ -141,12 +146,15 @@ export function createPipeline(options: PipelineOptions) {
       let started = queued;
       let result: EngineResult;
       try {
-        result = await lim.run((gate) => {
-          started = process.hrtime.bigint();
-          observer.limiterWait?.(MS(queued) / 1000);
-          engineCalls[eng.id] = (engineCalls[eng.id] ?? 0) + 1;
-          return eng.upscale({ masterKey: key, source, params: request.clarity, ...(mask ? { mask } : {}) }, { gate });
-        });
+        result = await lim.run(
+          (gate) => {
+            started = process.hrtime.bigint();
+            observer.limiterWait?.(MS(queued) / 1000, how.lane);
+            engineCalls[eng.id] = (engineCalls[eng.id] ?? 0) + 1;
+            return eng.upscale({ masterKey: key, source, params: request.clarity, ...(mask ? { mask } : {}) }, { gate });
+          },
+          { lane: how.lane, id: key },
+        );
       } catch (error) {
         observer.engineCall?.({ engine: eng.id, outcome: error instanceof CdnError ? error.code : 'ERROR', seconds: MS(started) / 1000 });
         if (isRejection(error) && options.failedTtlSeconds > 0) {
@@ -199,6 +207,8 @@ export function createPipeline(options: PipelineOptions) {
     const base = { etag: vKey, vary: plan.vary, engine: eng.id, ignored: ignoredBy(request, eng) };
     // A HEAD does not wait on work it may not start, nor on a GET's: it answers from what is stored.
     if (!how.engineAllowed && variants.has(vKey)) throw new NotCached();
+    // A request joining a variant whose master waits in a lower lane lifts it too.
+    how.limiter.promote(mKey, how.lane);
     return shared(variants, 'variant', vKey, async () => {
       const hit = await cache.get(`variant:${vKey}`);
       if (hit) {
@@ -261,13 +271,13 @@ export function createPipeline(options: PipelineOptions) {
 
   /** The full answer: from the cache, or made (once, under the limiter) and stored. */
   async function upscale({ request, plan }: PreparedUpscale, upscaleOptions: UpscaleOptions = {}): Promise<UpscaleResult> {
-    const primary = { engine, limiter, engineAllowed: true, ...upscaleOptions };
+    const primary = { engine, limiter, engineAllowed: true, lane: 'visitor' as Lane, ...upscaleOptions };
     const work = produce(request, plan, primary).catch(async (error: unknown) => {
       if (error instanceof NotAdmitted) throw error.cause;
       const fb = options.fallback;
       if (!fb || !fb.when(error)) throw error;
       logger.warn({ err: error, engine: fb.engine.id }, 'primary engine unavailable: serving the fallback engine');
-      const fallback = { engine: fb.engine, limiter: fb.limiter, ttlSeconds: fb.ttlSeconds, engineAllowed: true };
+      const fallback = { engine: fb.engine, limiter: fb.limiter, ttlSeconds: fb.ttlSeconds, engineAllowed: true, lane: primary.lane };
       const result = await produce(request, plan, fallback);
       return { ...result, fallback: true, maxAgeSeconds: fb.ttlSeconds };
     });
@@ -281,17 +291,62 @@ export function createPipeline(options: PipelineOptions) {
    */
   async function peek({ request, plan }: PreparedUpscale): Promise<UpscaleResult | undefined> {
     try {
-      return await produce(request, plan, { engine, limiter, engineAllowed: false });
+      return await produce(request, plan, { engine, limiter, engineAllowed: false, lane: 'visitor' });
     } catch (error) {
       if (error instanceof NotCached) return undefined;
       throw error;
     }
   }
 
+  /** The primary engine's master key for a request. */
+  const masterKeyOf = (request: UpscaleRequest) => masterKey(request.source, engine.id, request.clarity, engine.honors);
+
+  /**
+   * The master alone (the jobs API): from the cache, or made once in `lane`. No fallback: a job
+   * reports the primary engine's failure in its own words.
+   */
+  async function master(request: UpscaleRequest, lane: Lane): Promise<{ entry: CacheEntry; tier: string }> {
+    const outcome = await getMaster(masterKeyOf(request), request, { engine, limiter, engineAllowed: true, lane });
+    return { entry: outcome.entry, tier: outcome.tier };
+  }
+
+  /** Whether a master is waiting for a limiter slot or being made, and its place in line. */
+  function masterState(key: string): { state: 'queued' | 'running'; position?: number } | undefined {
+    const state = limiter.state(key);
+    if (!state) return masters.has(key) ? { state: 'running' } : undefined;
+    const position = limiter.position(key);
+    return { state, ...(position !== undefined ? { position } : {}) };
+  }
+
+  /**
+   * Resumes every job the engine journaled before a restart, now rather than on the next request
+   * for it: the upstream finished (or is finishing) work that was paid for. In the jobs lane.
+   */
+  async function resume(): Promise<number> {
+    const pending = (await engine.journaled?.()) ?? [];
+    for (const job of pending) {
+      const request: UpscaleRequest = {
+        source: job.source,
+        clarity: job.params,
+        output: { format: 'auto', fit: 'inside' },
+        given: [],
+      };
+      getMaster(job.masterKey, request, { engine, limiter, engineAllowed: true, lane: 'jobs' }).then(
+        () => logger.info({ masterKey: job.masterKey }, 'journaled job resumed at start'),
+        (error: unknown) => logger.warn({ err: error, masterKey: job.masterKey }, 'journaled job could not be resumed'),
+      );
+    }
+    return pending.length;
+  }
+
   return {
     prepare,
     upscale,
     peek,
+    master,
+    masterKeyOf,
+    masterState,
+    resume,
     engine,
     stats: () => ({
       limiter: limiter.stats(),

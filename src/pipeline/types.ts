@@ -3,6 +3,7 @@ import type { SourceImage } from '../engines/types.js';
 import type { SourceInfo } from '../sources/index.js';
 import type { UpscaleRequest } from '../params/index.js';
 import type { OutputPlan } from '../transform/index.js';
+import type { Lane } from './limiter.js';
 
 /** What the pipeline needs of the tiered cache. */
 export interface PipelineCache {
@@ -56,8 +57,8 @@ export interface PreparedUpscale {
 export interface PipelineObserver {
   /** A request joined identical work already in flight instead of starting it. */
   joined?(kind: 'variant' | 'master'): void;
-  /** Time a master waited for a limiter slot, in seconds. */
-  limiterWait?(seconds: number): void;
+  /** Time a master waited for a limiter slot, in seconds, by lane. */
+  limiterWait?(seconds: number, lane: Lane): void;
   /** An engine call ended: `OK` or the error code; `cost` as the upstream reported it (USD). */
   engineCall?(call: { engine: string; outcome: string; seconds: number; cost?: number }): void;
 }

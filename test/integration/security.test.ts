@@ -349,7 +349,7 @@ describe('/metrics', () => {
       expect(value('clarity_upscale_answers_total{cache="HIT",tier="revalidated"}')).toBe(1);
       expect(value('clarity_engine_calls_total{engine="local:esrgan-slim",outcome="OK"}')).toBe(1);
       expect(value('clarity_engine_duration_seconds_count{engine="local:esrgan-slim",outcome="OK"}')).toBe(1);
-      expect(value('clarity_limiter_wait_seconds_count')).toBe(1);
+      expect(value('clarity_limiter_wait_seconds_count{lane="visitor"}')).toBe(1);
       // Hits of a free engine save nothing.
       expect(value('clarity_upstream_saved_calls_total')).toBe(0);
       expect(value('clarity_disk_bytes{kind="source"}')).toBeGreaterThan(0);

@@ -262,6 +262,7 @@ describe('v2 (async)', () => {
       responseUrl: `${fake.url}/v2/requests/${job?.id}`,
       submittedAt: expect.any(Number),
       sources: [i.source.hash],
+      params: i.params,
     });
     fake.releaseJobs();
     const result = await pending;

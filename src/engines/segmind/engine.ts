@@ -529,6 +529,7 @@ export function createSegmindEngine(options: SegmindEngineOptions): Engine {
       responseUrl,
       submittedAt: now(),
       sources: mask ? [source.hash, mask.hash] : [source.hash],
+      params: job.input.params,
     };
     job.requestId = requestId;
     try {
@@ -586,6 +587,11 @@ export function createSegmindEngine(options: SegmindEngineOptions): Engine {
   return {
     id: 'segmind',
     honors: HONORED,
+    async journaled() {
+      const entries = await journal.list();
+      // Entries written before they carried their request cannot be finished without one.
+      return entries.flatMap((e) => (e.params && e.sources?.[0] ? [{ masterKey: e.masterKey, source: e.sources[0], params: e.params }] : []));
+    },
     async upscale(input, context) {
       const started = now();
       const deadline = new AbortController();

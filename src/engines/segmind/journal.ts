@@ -10,6 +10,7 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { mkdir, open, readdir, readFile, rename, rm } from 'node:fs/promises';
 import { join } from 'node:path';
+import type { ClarityParams } from '../../params/types.js';
 
 export interface JournalEntry {
   /** The master key the job will produce. */
@@ -27,6 +28,8 @@ export interface JournalEntry {
    * `/sources/<hash>` needs them. Absent in entries written before it existed.
    */
   sources?: string[];
+  /** The payload's fields, so a restart can finish the job (and resubmit it if the upstream forgot it). */
+  params?: ClarityParams;
 }
 
 export interface JobJournal {
@@ -50,7 +53,8 @@ function isEntry(value: unknown): value is JournalEntry {
     typeof v.statusUrl === 'string' &&
     typeof v.responseUrl === 'string' &&
     typeof v.submittedAt === 'number' &&
-    (v.sources === undefined || (Array.isArray(v.sources) && v.sources.every((h) => typeof h === 'string')))
+    (v.sources === undefined || (Array.isArray(v.sources) && v.sources.every((h) => typeof h === 'string'))) &&
+    (v.params === undefined || (typeof v.params === 'object' && v.params !== null))
   );
 }
 

@@ -105,3 +105,41 @@ describe('limiter', () => {
     expect(counter.days.get('2026-11-25')).toBe(1);
   });
 });
+
+describe('lanes', () => {
+  /** A limiter of one slot held by a blocker, so everything else waits; `release` frees it. */
+  function held() {
+    const limiter = createLimiter({ concurrency: 1, perMinute: 1000 });
+    let release!: () => void;
+    const blocker = limiter.run(() => new Promise<void>((resolve) => (release = resolve)), { id: 'blocker', lane: 'warm' });
+    const order: string[] = [];
+    const enqueue = (id: string, lane: 'visitor' | 'jobs' | 'warm') =>
+      limiter.run(async () => void order.push(id), { id, lane });
+    return { limiter, blocker, order, enqueue, release: () => release() };
+  }
+
+  it('serves visitors before jobs before warming, FIFO within a lane', async () => {
+    const { limiter, order, enqueue, release, blocker } = held();
+    const all = [enqueue('w1', 'warm'), enqueue('j1', 'jobs'), enqueue('w2', 'warm'), enqueue('v1', 'visitor'), enqueue('j2', 'jobs'), enqueue('v2', 'visitor')];
+    expect(limiter.stats().pendingByLane).toEqual({ visitor: 2, jobs: 2, warm: 2 });
+    expect(limiter.state('blocker')).toBe('running');
+    expect(limiter.state('w1')).toBe('queued');
+    expect(['v1', 'v2', 'j1', 'j2', 'w1', 'w2'].map((id) => limiter.position(id))).toEqual([1, 2, 3, 4, 5, 6]);
+    release();
+    await Promise.all([blocker, ...all]);
+    expect(order).toEqual(['v1', 'v2', 'j1', 'j2', 'w1', 'w2']);
+    expect(limiter.state('v1')).toBeUndefined();
+  });
+
+  it('a waiting job is promoted to a higher lane, never demoted', async () => {
+    const { limiter, order, enqueue, release, blocker } = held();
+    const all = [enqueue('j1', 'jobs'), enqueue('w1', 'warm'), enqueue('w2', 'warm')];
+    limiter.promote('w2', 'visitor');
+    limiter.promote('j1', 'warm');
+    expect(limiter.position('w2')).toBe(1);
+    expect(limiter.position('j1')).toBe(2);
+    release();
+    await Promise.all([blocker, ...all]);
+    expect(order).toEqual(['w2', 'j1', 'w1']);
+  });
+});
