@@ -233,7 +233,7 @@ describe('sign and url, checked by a real server', () => {
     expect(run).toMatchObject({ code: 0, stderr: '' });
     const [url, img, ...rest] = run.stdout.trimEnd().split('\n');
     expect(rest).toEqual([]);
-    expect(url).toMatch(new RegExp(`^https://cdn\\.example\\.com/upscale/${hash}\\?scale=2&format=webp&sig=[A-Za-z0-9_-]{43}$`));
+    expect(url).toMatch(new RegExp(`^https://cdn\\.example\\.com/upscale/${hash}\\?scale_factor=2&format=webp&sig=[A-Za-z0-9_-]{43}$`));
     expect(img).toBe(`<img src="${url!.replace(/&/g, '&amp;')}" alt="" loading="lazy" decoding="async">`);
 
     const res = await request(rotating.app).get(url!.slice('https://cdn.example.com'.length)).buffer(true);
@@ -244,7 +244,7 @@ describe('sign and url, checked by a real server', () => {
   it('url without SIGNING_KEY prints an unsigned URL on PUBLIC_BASE_URL, with a note on stderr', async () => {
     const run = await runCli(['url', hash, 'scale=2', 'format=webp'], { PUBLIC_BASE_URL: 'https://cdn.example.com' });
     expect(run.code).toBe(0);
-    const url = `https://cdn.example.com/upscale/${hash}?scale=2&format=webp`;
+    const url = `https://cdn.example.com/upscale/${hash}?scale_factor=2&format=webp`;
     expect(run.stdout).toBe(`${url}\n<img src="${url.replace(/&/g, '&amp;')}" alt="" loading="lazy" decoding="async">\n`);
     expect(run.stderr).toContain('SIGNING_KEY is not set, so the URL is unsigned');
   });
