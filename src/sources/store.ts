@@ -28,13 +28,14 @@
  * One store per directory: the totals are this process's view; a second process sharing the
  * directory is seen only through reads and the next start's scan.
  */
-import { createHash, randomBytes } from 'node:crypto';
-import { mkdir, open, readdir, readFile, rename, rm, stat, unlink } from 'node:fs/promises';
+import { createHash } from 'node:crypto';
+import { mkdir, readdir, readFile, stat, unlink } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { LRUCache } from 'lru-cache';
 import sharp, { type Metadata } from 'sharp';
 import type { CacheTier } from '../cache/types.js';
 import type { SourceImage } from '../engines/types.js';
+import { writeFileAtomic } from '../atomic-file.js';
 import { createDebouncedTask } from '../debounced-task.js';
 import type { Logger } from '../logger.js';
 import { SingleFlight } from '../single-flight.js';
@@ -187,39 +188,6 @@ function isSourceInfo(value: unknown, hash: string): value is SourceInfo {
 }
 
 const isPixelLimit = (error: unknown) => error instanceof Error && /pixel limit/i.test(error.message);
-
-async function syncDir(dir: string): Promise<void> {
-  // Makes the rename itself durable. Not every platform can open a directory; there the rename
-  // is as durable as the OS makes it.
-  const handle = await open(dir, 'r').catch(() => undefined);
-  if (!handle) return;
-  try {
-    await handle.sync();
-  } catch {
-    // EINVAL/EPERM on some filesystems: nothing more can be done here.
-  } finally {
-    await handle.close();
-  }
-}
-
-async function writeAtomic(path: string, data: Buffer | string): Promise<void> {
-  // Unique per writer: concurrent writers of the same hash (two processes) each rename whole files.
-  const tmp = `${path}.${process.pid}.${randomBytes(6).toString('hex')}.tmp`;
-  try {
-    const handle = await open(tmp, 'wx');
-    try {
-      await handle.writeFile(data);
-      await handle.sync();
-    } finally {
-      await handle.close();
-    }
-    await rename(tmp, path);
-  } catch (error) {
-    await rm(tmp, { force: true });
-    throw error;
-  }
-  await syncDir(dirname(path));
-}
 
 export function createSourceStore(options: SourceStoreOptions): DiskSourceStore {
   const { maxBytes, maxPixels, shared, logger, diskMaxBytes, isPinned } = options;
@@ -533,13 +501,13 @@ export function createSourceStore(options: SourceStoreOptions): DiskSourceStore 
 
   async function writeLocal(info: SourceInfo, data: Buffer): Promise<void> {
     await mkdir(dirname(dataPath(info.hash)), { recursive: true });
-    await writeAtomic(dataPath(info.hash), data);
+    await writeFileAtomic(dataPath(info.hash), data);
     // Counted as soon as the bytes are on disk, even if the meta write below fails.
     touch(info.hash, data.length);
     lastWritten = info.hash;
     try {
       // Rewritten on a restore too: same content, and a meta file lost meanwhile comes back.
-      await writeAtomic(metaPath(info.hash), JSON.stringify(info));
+      await writeFileAtomic(metaPath(info.hash), JSON.stringify(info));
     } finally {
       eviction.schedule();
     }
@@ -577,7 +545,7 @@ export function createSourceStore(options: SourceStoreOptions): DiskSourceStore 
     const info = await describe(hash, bytes);
     // Data the scan has not reached yet (or another process wrote): count it, as used now.
     if (!index.has(hash) && !data) touch(hash, bytes.length);
-    await writeAtomic(metaPath(hash), JSON.stringify(info)).catch((error: unknown) =>
+    await writeFileAtomic(metaPath(hash), JSON.stringify(info)).catch((error: unknown) =>
       logger.warn({ err: error, hash }, 'could not rewrite a source meta file'),
     );
     logger.info({ hash }, 'source meta re-derived from its data');
