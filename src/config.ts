@@ -247,9 +247,15 @@ const VARIABLES = {
     default: '25000',
     doc: 'On SIGTERM: how long requests in flight may finish before connections are closed. A second signal exits at once.',
   },
+  JOBS_MAX_BATCH: { schema: int(1, 10_000), default: '100', doc: 'Most jobs in one `POST /jobs` batch (or `dry_run` quote).' },
+  JOBS_RETENTION_SECONDS: {
+    schema: int(60),
+    default: String(7 * 86400),
+    doc: 'How long a finished job stays readable at `GET /jobs/:id` (its images stay cached regardless).',
+  },
   UPSTREAM_PRICE_USD: {
     schema: decimal,
-    doc: 'Price of one upstream call (USD), for the savings metric; unset: the mean cost the upstream has reported.',
+    doc: 'Price of one upstream call (USD), for `dry_run` quotes and the savings metric (which otherwise uses the mean cost the upstream reported).',
   },
 } as const satisfies Record<
   string,

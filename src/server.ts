@@ -34,11 +34,14 @@ import { createFileDailyCounter } from './pipeline/daily-counter.js';
 import { createTierJournal } from './pipeline/tier-journal.js';
 import { createGuardedAgent, createMissLimiter } from './security/index.js';
 import { createOriginFetcher, createOriginSources, createSourceStore, type SourceInfo } from './sources/index.js';
+import { createJobs, createWebhookSender, openJobStore, type Jobs } from './jobs/index.js';
 import { createMetrics } from './metrics.js';
 
 export interface BuiltServer {
   app: ReturnType<typeof createApp>;
   pipeline: ReturnType<typeof createPipeline>;
+  /** The jobs API without HTTP (the CLI's in-process mode). */
+  jobs: Jobs;
   logger: Logger;
   config: Config;
   /** Starts listening on `PORT`/`HOST` (or the given port); resolves with the bound port. */
@@ -242,6 +245,31 @@ export async function buildServer(config: Config, options: BuildOptions = {}): P
     );
   }
 
+  const webhooks = createWebhookSender({
+    dispatcher: originAgent,
+    ...(config.SIGNING_KEY ? { signingKey: config.SIGNING_KEY[0] as string } : {}),
+    logger,
+  });
+  const jobStore = await openJobStore({ dir: join(config.CACHE_DIR, 'jobs'), retentionMs: config.JOBS_RETENTION_SECONDS * 1000, logger });
+  const jobs = createJobs({
+    pipeline,
+    store: jobStore,
+    sources,
+    registerUrl,
+    parse: { ...(presets ? { presets } : {}), onlyPresets: config.ONLY_PRESETS },
+    ...(config.SIGNING_KEY ? { signingKey: config.SIGNING_KEY[0] as string } : {}),
+    webhooks,
+    ...(config.UPSTREAM_PRICE_USD !== undefined ? { pricePerCallUsd: config.UPSTREAM_PRICE_USD } : {}),
+    maxBatch: config.JOBS_MAX_BATCH,
+    logger,
+  });
+  // Paid work left unfinished by the last process resumes now, not on the next request for it.
+  await jobStore.prune();
+  const resumed = { journal: await pipeline.resume(), jobs: jobs.resumeAll() };
+  if (resumed.journal + resumed.jobs > 0) logger.info(resumed, 'resuming unfinished work');
+  const pruning = setInterval(() => void jobStore.prune().catch((error: unknown) => logger.warn({ err: error }, 'job pruning failed')), 3_600_000);
+  pruning.unref();
+
   const drain = createDrain();
   const app = createApp({
     pipeline,
@@ -263,6 +291,7 @@ export async function buildServer(config: Config, options: BuildOptions = {}): P
     readiness,
     metrics,
     drain,
+    jobs: { service: jobs, maxBatch: config.JOBS_MAX_BATCH, ...(config.PUBLIC_BASE_URL ? { publicBaseUrl: config.PUBLIC_BASE_URL } : {}) },
   });
 
   let server: Server | undefined;
@@ -270,6 +299,7 @@ export async function buildServer(config: Config, options: BuildOptions = {}): P
   return {
     app,
     pipeline,
+    jobs,
     logger,
     config,
     async listen(port = config.PORT) {
@@ -319,6 +349,8 @@ export async function buildServer(config: Config, options: BuildOptions = {}): P
           server.closeAllConnections();
           await closed;
         }
+        clearInterval(pruning);
+        await webhooks.close();
         await pipeline.close();
         await originAgent.close();
         await sources.close();

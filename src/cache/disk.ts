@@ -436,6 +436,14 @@ export function createDiskTier(options: DiskTierOptions): DiskTier {
   return {
     name: 'disk',
     get,
+    async has(key) {
+      const known = index.get(key);
+      if (known) return known.expiresAt === undefined || known.expiresAt >= clock();
+      if (!scanning) return false;
+      // Until the scan has listed everything, the file itself answers.
+      const parsed = parseCacheKey(key);
+      return parsed ? stat(locate(parsed.kind, parsed.hash).file).then(() => true, () => false) : false;
+    },
     set,
     delete: remove,
     ready: () => readyPromise,

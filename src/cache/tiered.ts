@@ -18,6 +18,8 @@ export interface TieredHit {
 
 export interface TieredCache {
   get(key: string): Promise<TieredHit | undefined>;
+  /** Whether some tier holds the entry; reads no data where a tier can tell without it. */
+  has(key: string): Promise<boolean>;
   /** Writes every tier; throws only when the disk write of a master or source failed. */
   set(key: string, entry: CacheEntry): Promise<void>;
   delete(key: string): Promise<void>;
@@ -70,6 +72,17 @@ export function createTieredCache(tiers: CacheTier[], logger: Logger): TieredCac
         }
       }
       return undefined;
+    },
+
+    async has(key) {
+      for (const tier of tiers) {
+        try {
+          if (tier.has ? await tier.has(key) : (await tier.get(key)) !== undefined) return true;
+        } catch (error) {
+          log.warn({ err: error, key, tier: tier.name }, 'cache tier read failed');
+        }
+      }
+      return false;
     },
 
     async set(key, entry) {

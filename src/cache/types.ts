@@ -34,6 +34,11 @@ export interface CacheTier {
   readonly name: 'memory' | 'redis' | 'disk';
   /** The entry, or undefined on a miss, an expired entry, or a tier failure. */
   get(key: string): Promise<CacheEntry | undefined>;
+  /**
+   * Whether `get` would find the entry, without reading it (quotes for many masters at once). A
+   * tier without it is asked through `get`.
+   */
+  has?(key: string): Promise<boolean>;
   set(key: string, entry: CacheEntry): Promise<void>;
   delete(key: string): Promise<void>;
   /** Releases connections and timers. */

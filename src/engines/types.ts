@@ -74,6 +74,8 @@ export interface Engine {
   readonly id: string;
   /** Canonical field names this engine acts on; the rest are reported in `X-Upscale-Ignored`. */
   readonly honors: ReadonlySet<string>;
+  /** Each call costs money (quotes count it; hits of its masters are savings). */
+  readonly paid: boolean;
   upscale(input: EngineInput, context: EngineContext): Promise<EngineResult>;
   /**
    * Jobs accepted (and billed) upstream whose results are not stored yet, with what is needed to

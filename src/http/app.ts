@@ -14,6 +14,8 @@ import type { Drain } from './drain.js';
 import { lengthCaps, otherMethods, requestEdge } from './edge.js';
 import { errorHandler, RequestError } from './errors.js';
 import { readinessRoute, type ReadinessCheck } from './health.js';
+import type { Jobs } from '../jobs/index.js';
+import { mountJobRoutes } from './jobs.js';
 import { mountSourceRoutes } from './sources.js';
 import { mountUpscaleRoutes } from './upscale.js';
 
@@ -37,6 +39,8 @@ export interface AppOptions {
   trustProxy?: boolean | number | string[];
   readiness?: ReadinessCheck[];
   metrics?: Metrics;
+  /** The jobs API; absent: no /jobs routes. */
+  jobs?: { service: Jobs; maxBatch: number; publicBaseUrl?: string };
   /** Shutdown: answers in flight and after it close their connection. */
   drain?: Drain;
 }
@@ -79,6 +83,20 @@ export function createApp(options: AppOptions): Express {
     ...(options.urlRoute ? { resolveUrl: async (url: string) => (await options.registerUrl(url)).info.hash } : {}),
   });
 
+  if (options.jobs) {
+    mountJobRoutes(app, {
+      jobs: options.jobs.service,
+      signing: Boolean(options.signingKeys?.length),
+      // A batch of JOBS_MAX_BATCH jobs, each with room for long prompts and a few variants.
+      maxBodyBytes: options.jobs.maxBatch * 16 * 1024,
+      ...(options.adminToken ? { adminToken: options.adminToken } : {}),
+      ...(options.jobs.publicBaseUrl ? { publicBaseUrl: options.jobs.publicBaseUrl } : {}),
+    });
+    app.all('/jobs', otherMethods('POST'));
+    app.all('/jobs/:id', otherMethods('GET, HEAD'));
+    app.all('/jobs/:id/result', otherMethods('GET, HEAD'));
+  }
+
   // Known routes asked with another method: 405 with Allow (OPTIONS: 204 with Allow).
   app.all('/sources', otherMethods('POST'));
   app.all('/sources/:hash', otherMethods('GET, HEAD'));
@@ -89,7 +107,7 @@ export function createApp(options: AppOptions): Express {
   app.use((req, _res, next) => {
     next(
       new RequestError(404, 'NOT_FOUND', 'Not found', {
-        detail: `no route for ${req.method} ${req.path}; see GET /upscale/:hash, POST /sources, GET /sources/:hash`,
+        detail: `no route for ${req.method} ${req.path}; see GET /upscale/:hash, POST /sources, GET /sources/:hash, POST /jobs, GET /jobs/:id`,
       }),
     );
   });

@@ -72,7 +72,8 @@ function fromFramework(error: unknown, req: Request, limitBytes: number): CdnErr
   return undefined;
 }
 
-export function sendProblem(res: Response, error: CdnError, instance?: string): void {
+/** The RFC 9457 body of `error` (also an item of a batch answer). */
+export function problemBody(error: CdnError, instance?: string): Record<string, unknown> {
   const body: Record<string, unknown> = {
     type: error.type,
     title: error.title,
@@ -85,6 +86,11 @@ export function sendProblem(res: Response, error: CdnError, instance?: string): 
   if (instance) body.instance = instance;
   const requestId = requestContext.getStore()?.requestId;
   if (requestId) body.request_id = requestId;
+  return body;
+}
+
+export function sendProblem(res: Response, error: CdnError, instance?: string): void {
+  const body = problemBody(error, instance);
   if (error.retryAfterSeconds !== undefined) res.setHeader('Retry-After', String(error.retryAfterSeconds));
   // An invalid URL stays invalid: let caches keep the 400. Everything else may change (a 404
   // source may be uploaded, a 403 signed): caching those would poison a CDN in front of us.

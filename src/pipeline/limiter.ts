@@ -38,6 +38,8 @@ export const LANES: readonly Lane[] = ['visitor', 'jobs', 'warm'];
 const PRIORITY: Record<Lane, number> = { visitor: 2, jobs: 1, warm: 0 };
 
 export interface LimiterStats {
+  /** Slots (`UPSTREAM_CONCURRENCY`). */
+  concurrency: number;
   active: number;
   pending: number;
   /** Jobs waiting for a slot, by lane. */
@@ -188,6 +190,7 @@ export function createLimiter(options: LimiterOptions): Limiter {
     stats() {
       prune(now());
       return {
+        concurrency: options.concurrency,
         active: slots.pending,
         pending: slots.size,
         pendingByLane: { visitor: waiting('visitor'), jobs: waiting('jobs'), warm: waiting('warm') },

@@ -95,6 +95,8 @@ export function createPipeline(options: PipelineOptions) {
   const variants = new SingleFlight<UpscaleResult>();
   /** Engine calls made, by engine id: what a paid engine bills. */
   const engineCalls: Record<string, number> = {};
+  /** Successful primary-engine calls and their total seconds: the basis of wait estimates. */
+  const made = { count: 0, seconds: 0 };
 
   async function loadSource(hash: string, param: string): Promise<SourceImage> {
     const image = await sources.get(hash);
@@ -171,6 +173,10 @@ export function createPipeline(options: PipelineOptions) {
             .catch((e: unknown) => logger.warn({ err: e }, 'could not remember an upstream rejection'));
         }
         throw error;
+      }
+      if (eng === engine) {
+        made.count += 1;
+        made.seconds += MS(started) / 1000;
       }
       observer.engineCall?.({
         engine: eng.id,
@@ -319,6 +325,19 @@ export function createPipeline(options: PipelineOptions) {
   }
 
   /**
+   * What a request would cost, without any work: whether its master is stored, being made, or a
+   * remembered rejection, and the engine that would make it.
+   */
+  async function quote(request: UpscaleRequest) {
+    const key = masterKeyOf(request);
+    const [cached, rejected] = await Promise.all([cache.has(`master:${key}`), cache.has(`failure:${key}`)]);
+    return { masterKey: key, engine: engine.id, paid: engine.paid, cached, rejected, inFlight: masters.has(key) };
+  }
+
+  /** Seconds one engine call takes, as measured so far (a guess before the first). */
+  const meanEngineSeconds = () => (made.count > 0 ? made.seconds / made.count : engine.paid ? 18 : 2);
+
+  /**
    * Resumes every job the engine journaled before a restart, now rather than on the next request
    * for it: the upstream finished (or is finishing) work that was paid for. In the jobs lane.
    */
@@ -346,6 +365,8 @@ export function createPipeline(options: PipelineOptions) {
     master,
     masterKeyOf,
     masterState,
+    quote,
+    meanEngineSeconds,
     resume,
     engine,
     stats: () => ({

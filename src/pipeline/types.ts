@@ -8,6 +8,7 @@ import type { Lane } from './limiter.js';
 /** What the pipeline needs of the tiered cache. */
 export interface PipelineCache {
   get(key: string): Promise<{ entry: CacheEntry; tier: string } | undefined>;
+  has(key: string): Promise<boolean>;
   set(key: string, entry: CacheEntry): Promise<void>;
   delete(key: string): Promise<void>;
 }

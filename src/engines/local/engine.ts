@@ -170,6 +170,7 @@ export function createLocalEngine(options: LocalEngineOptions): Engine {
   return {
     id,
     honors: HONORED,
+    paid: false,
     upscale,
     close: () => pool.close(),
   };

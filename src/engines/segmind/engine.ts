@@ -587,6 +587,7 @@ export function createSegmindEngine(options: SegmindEngineOptions): Engine {
   return {
     id: 'segmind',
     honors: HONORED,
+    paid: true,
     async journaled() {
       const entries = await journal.list();
       // Entries written before they carried their request cannot be finished without one.
