@@ -19,6 +19,7 @@ import {
 } from '../params/index.js';
 import type { Lane } from '../pipeline/index.js';
 import type { VariantFields } from './types.js';
+import { parseWebhookUrl } from './webhook.js';
 
 export interface JobItem {
   source: string | { url: string };
@@ -139,8 +140,9 @@ export function parseJobItem(raw: unknown, options: ParseOptions): JobItem {
   });
 
   const webhook = body.webhook;
-  if (webhook !== undefined && (typeof webhook !== 'string' || !/^https?:\/\//i.test(webhook))) {
-    throw invalid('webhook', 'an absolute http(s) URL', 'webhook must be an absolute http(s) URL');
+  if (webhook !== undefined) {
+    const checked = typeof webhook === 'string' ? parseWebhookUrl(webhook) : { ok: false as const, reason: 'it is not a string' };
+    if (!checked.ok) throw invalid('webhook', 'an absolute http(s) URL without credentials', `webhook is not usable: ${checked.reason}`);
   }
   const lane = body.lane ?? 'jobs';
   if (!JOB_LANES.includes(lane as Lane)) throw invalid('lane', JOB_LANES.join(', '), `lane must be one of ${JOB_LANES.join(', ')}`);
@@ -151,7 +153,7 @@ export function parseJobItem(raw: unknown, options: ParseOptions): JobItem {
     params: canonical(params),
     ...(preset !== undefined ? { preset } : {}),
     variants: variants.map(canonical),
-    ...(webhook !== undefined ? { webhook } : {}),
+    ...(typeof webhook === 'string' ? { webhook } : {}),
     lane: lane as Lane,
   };
 }
