@@ -247,6 +247,12 @@ const VARIABLES = {
     default: '25000',
     doc: 'On SIGTERM: how long requests in flight may finish before connections are closed. A second signal exits at once.',
   },
+  PLACEHOLDER: {
+    schema: z.enum(['none', 'local', 'lanczos']),
+    default: 'none',
+    doc: 'Stand-in for a cold `<img>` miss not ready after `PLACEHOLDER_AFTER_MS` (`local`: the embedded ESRGAN, `lanczos`: a resize), answered `no-store` while the real job goes on; `?placeholder=` overrides it.',
+  },
+  PLACEHOLDER_AFTER_MS: { schema: int(0, 600_000), default: '1500', doc: 'How long a cold miss waits for the real image before a placeholder is answered.' },
   JOBS_MAX_BATCH: { schema: int(1, 10_000), default: '100', doc: 'Most jobs in one `POST /jobs` batch (or `dry_run` quote).' },
   JOBS_RETENTION_SECONDS: {
     schema: int(60),

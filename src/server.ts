@@ -153,11 +153,16 @@ export async function buildServer(config: Config, options: BuildOptions = {}): P
         })
       : localEngine(config, logger);
 
+  // With the paid engine, the embedded one stands by: for UPSTREAM_FALLBACK=local and for
+  // placeholder=local. Its workers start only if it is used.
+  const embedded =
+    engineName === 'segmind'
+      ? { engine: localEngine(config, logger), limiter: createLimiter({ concurrency: config.LOCAL_WORKERS, perMinute: 100_000 }) }
+      : undefined;
   const fallback =
-    engineName === 'segmind' && config.UPSTREAM_FALLBACK === 'local'
+    embedded && config.UPSTREAM_FALLBACK === 'local'
       ? {
-          engine: localEngine(config, logger),
-          limiter: createLimiter({ concurrency: config.LOCAL_WORKERS, perMinute: 100_000 }),
+          ...embedded,
           ttlSeconds: config.FALLBACK_TTL_SECONDS,
           when: (error: unknown) => error instanceof UpstreamAuthError || error instanceof UpstreamUnavailableError,
         }
@@ -181,6 +186,7 @@ export async function buildServer(config: Config, options: BuildOptions = {}): P
     outputMaxPixels: config.OUTPUT_MAX_PIXELS,
     avifEffort: config.AVIF_EFFORT,
     ...(fallback ? { fallback } : {}),
+    placeholder: { kind: config.PLACEHOLDER, afterMs: config.PLACEHOLDER_AFTER_MS, ...(embedded ? { local: embedded } : {}) },
   });
 
   const readiness: ReadinessCheck[] = [

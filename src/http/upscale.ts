@@ -61,10 +61,17 @@ function writeResult(res: Response, result: UpscaleResult, head: boolean): void 
   asImage(res);
   res.setHeader('Content-Type', result.contentType);
   res.setHeader('Content-Length', String(result.data.length));
-  res.setHeader('ETag', `"${result.etag}"`);
-  res.setHeader('Cache-Control', result.maxAgeSeconds !== undefined ? `public, max-age=${result.maxAgeSeconds}` : IMMUTABLE);
+  if (result.placeholder) {
+    // A stand-in: no validator and no-store, so no cache in front keeps it as the real image.
+    res.setHeader('Cache-Control', 'no-store');
+    res.setHeader('X-Upscale-Status', 'pending');
+  } else {
+    res.setHeader('ETag', `"${result.etag}"`);
+    res.setHeader('Cache-Control', result.maxAgeSeconds !== undefined ? `public, max-age=${result.maxAgeSeconds}` : IMMUTABLE);
+    res.setHeader('X-Upscale-Status', 'final');
+  }
   res.setHeader('X-Cache', result.cache === 'HIT' ? `HIT; tier=${result.tier}` : 'MISS');
-  res.setHeader('X-Upscale-Engine', result.fallback ? `${result.engine}; fallback` : result.engine);
+  res.setHeader('X-Upscale-Engine', result.fallback ? `${result.engine}; fallback` : result.placeholder ? `${result.engine}; placeholder` : result.engine);
   if (result.ignored.length > 0) res.setHeader('X-Upscale-Ignored', result.ignored.join(', '));
   const timing = [
     result.timings.engineMs !== undefined ? `engine;dur=${result.timings.engineMs.toFixed(1)}` : undefined,

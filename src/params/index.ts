@@ -1,4 +1,4 @@
-export { PARAMS, SCHEDULERS, SD_MODELS, OUTPUT_FORMATS, FITS, MAX_EDGE } from './table.js';
+export { PARAMS, SCHEDULERS, SD_MODELS, OUTPUT_FORMATS, FITS, PLACEHOLDERS, MAX_EDGE } from './table.js';
 export type { ParamName, ParamSpec, EngineName } from './table.js';
 export { PRESET_KEY, RESERVED_KEYS } from './table.js';
 export type { ClarityParams, OutputParams, OutputFormat, UpscaleRequest } from './types.js';

@@ -63,6 +63,7 @@ export const SD_MODELS = [
 
 export const OUTPUT_FORMATS = ['auto', 'webp', 'avif', 'jpeg', 'png'] as const;
 export const FITS = ['inside', 'cover', 'contain', 'fill', 'outside'] as const;
+export const PLACEHOLDERS = ['local', 'lanczos', 'none'] as const;
 
 const BOTH = ['segmind', 'local'] as const;
 const SEGMIND = ['segmind'] as const;
@@ -168,6 +169,10 @@ export const PARAMS = {
   fit: {
     kind: 'enum', group: 'output', engines: BOTH, values: FITS, default: 'inside',
     description: 'How `w` and `h` together apply (sharp\'s fit): `inside` keeps the whole image.',
+  },
+  placeholder: {
+    kind: 'enum', group: 'output', engines: BOTH, values: PLACEHOLDERS,
+    description: 'A cold miss not ready after `PLACEHOLDER_AFTER_MS` is answered at once with a stand-in (`local`: the embedded ESRGAN, `lanczos`: a resize), `no-store`, while the real job goes on. Default `PLACEHOLDER`.',
   },
 } as const satisfies Record<string, ParamSpec>;
 

@@ -1,4 +1,4 @@
-import type { FITS, OUTPUT_FORMATS, SCHEDULERS, SD_MODELS } from './table.js';
+import type { FITS, OUTPUT_FORMATS, PLACEHOLDERS, SCHEDULERS, SD_MODELS } from './table.js';
 
 /** The Clarity Upscaler payload, every field under its upstream name, defaults filled. */
 export interface ClarityParams {
@@ -34,6 +34,8 @@ export interface OutputParams {
   w?: number;
   h?: number;
   fit: (typeof FITS)[number];
+  /** A stand-in for a cold miss (not part of any key: it never changes the final image). Undefined: `PLACEHOLDER`. */
+  placeholder?: (typeof PLACEHOLDERS)[number];
 }
 
 /** A validated `/upscale/:hash` request. */

@@ -8,6 +8,7 @@
  * result lands in the cache for the next request.
  */
 import type { Logger } from 'pino';
+import sharp from 'sharp';
 import type { CacheEntry } from '../cache/types.js';
 import { CdnError } from '../errors.js';
 import type { Engine, EngineResult, SourceImage } from '../engines/types.js';
@@ -37,6 +38,11 @@ export interface PipelineOptions {
    * result is cached for `ttlSeconds` only, so the real one replaces it once the upstream is back.
    */
   fallback?: { engine: Engine; limiter: Limiter; ttlSeconds: number; when: (error: unknown) => boolean };
+  /**
+   * Stand-ins for a visitor's cold miss (`PLACEHOLDER`, `PLACEHOLDER_AFTER_MS`); `local` is the
+   * embedded engine beside a paid one (absent: the primary is local, and `local` means lanczos).
+   */
+  placeholder?: { kind: Placeholder; afterMs: number; local?: { engine: Engine; limiter: Limiter } };
   /** Told about joins, engine calls and limiter waits (metrics). */
   observer?: PipelineObserver;
   now?: () => number;
@@ -53,6 +59,8 @@ export interface UpscaleOptions {
   /** Who is asking, for the limiter's priority: default `visitor`. */
   lane?: Lane;
 }
+
+type Placeholder = 'local' | 'lanczos' | 'none';
 
 /**
  * A refusal that belongs to the request that started a flight (its own admission, or a HEAD that
@@ -275,8 +283,13 @@ export function createPipeline(options: PipelineOptions) {
     return { request, plan, etag, vary: plan.vary, ignored: ignoredBy(request, engine) };
   }
 
-  /** The full answer: from the cache, or made (once, under the limiter) and stored. */
-  async function upscale({ request, plan }: PreparedUpscale, upscaleOptions: UpscaleOptions = {}): Promise<UpscaleResult> {
+  /**
+   * The full answer: from the cache, or made (once, under the limiter) and stored. A visitor's
+   * miss still waiting for an engine after `PLACEHOLDER_AFTER_MS` gets a stand-in instead (see
+   * `standIn`); the real work goes on and the next request finds it.
+   */
+  async function upscale(prepared: PreparedUpscale, upscaleOptions: UpscaleOptions = {}): Promise<UpscaleResult> {
+    const { request, plan } = prepared;
     const primary = { engine, limiter, engineAllowed: true, lane: 'visitor' as Lane, ...upscaleOptions };
     const work = produce(request, plan, primary).catch(async (error: unknown) => {
       if (error instanceof NotAdmitted) throw error.cause;
@@ -287,7 +300,54 @@ export function createPipeline(options: PipelineOptions) {
       const result = await produce(request, plan, fallback);
       return { ...result, fallback: true, maxAgeSeconds: fb.ttlSeconds };
     });
-    return deadline(work, options.requestTimeoutMs);
+    const kind = request.output.placeholder ?? options.placeholder?.kind ?? 'none';
+    if (kind === 'none' || primary.lane !== 'visitor' || !options.placeholder) return deadline(work, options.requestTimeoutMs);
+
+    const waited = await settledWithin(work, options.placeholder.afterMs);
+    if (waited) return waited.result;
+    // Still running, but only an engine run earns a stand-in: a slow conversion is worth the wait.
+    if (!masters.has(masterKeyOf(request))) return deadline(work, options.requestTimeoutMs);
+    const standing = standIn(kind, prepared).catch((error: unknown) => {
+      logger.warn({ err: error }, 'placeholder failed: waiting for the real image');
+      return work;
+    });
+    // Whichever is first: the real image may land while the stand-in is made.
+    return deadline(Promise.race([work, standing]), options.requestTimeoutMs);
+  }
+
+  /**
+   * A stand-in of the requested size and format, never stored under the real key: `lanczos`
+   * resizes the source to the master's size; `local` runs the embedded ESRGAN (its own master, an
+   * honest local result that a later `local` placeholder reuses).
+   */
+  async function standIn(kind: Exclude<Placeholder, 'none'>, { request, plan }: PreparedUpscale): Promise<UpscaleResult> {
+    const local = options.placeholder?.local;
+    if (kind === 'local' && local) {
+      const result = await produce(request, plan, { engine: local.engine, limiter: local.limiter, engineAllowed: true, lane: 'visitor' });
+      return { ...result, placeholder: true };
+    }
+    const started = process.hrtime.bigint();
+    const source = await loadSource(request.source, 'hash');
+    const { scale_factor: scale, downscaling, downscaling_resolution: edge } = request.clarity;
+    const shrink = downscaling ? Math.min(1, edge / Math.max(source.width, source.height)) : 1;
+    // `rotate()` first: EXIF orientation is applied, as the engines and the output stage do.
+    const upsized = await sharp(source.data, { limitInputPixels: false })
+      .rotate()
+      .resize({ width: Math.round(source.width * shrink * scale), height: Math.round(source.height * shrink * scale), fit: 'fill', kernel: 'lanczos3' })
+      .png({ compressionLevel: 0 })
+      .toBuffer();
+    const rendered = await renderVariant(upsized, plan, { avifEffort: options.avifEffort });
+    return {
+      ...fromEntry({ data: rendered.data, meta: { kind: 'variant', contentType: rendered.contentType, width: rendered.width, height: rendered.height } }),
+      etag: '',
+      vary: plan.vary,
+      cache: 'MISS',
+      tier: 'placeholder',
+      engine: 'lanczos',
+      ignored: ignoredBy(request, engine),
+      timings: { transformMs: MS(started) },
+      placeholder: true,
+    };
   }
 
   /**
@@ -377,7 +437,9 @@ export function createPipeline(options: PipelineOptions) {
     }),
     async close() {
       await engine.close();
-      await options.fallback?.engine.close();
+      // The embedded engine may serve both the fallback and placeholders: closed once.
+      const spare = new Set([options.fallback?.engine, options.placeholder?.local?.engine].filter((e) => e !== undefined));
+      for (const e of spare) await e.close();
     },
   };
 }
@@ -414,6 +476,19 @@ function checkOutputSize(info: SourceInfo, request: UpscaleRequest, maxPixels: n
       allowed: `a scale that keeps the result within ${maxPixels} pixels (OUTPUT_MAX_PIXELS)`,
       detail: `a ${info.width}×${info.height} source at scale ${scale} would be ${pixels} pixels; the limit is ${maxPixels}. Lower scale_factor or set downscaling=true`,
     });
+  }
+}
+
+/** The outcome of `work` if it settles within `ms` (a rejection is thrown), else undefined. */
+async function settledWithin<T>(work: Promise<T>, ms: number): Promise<{ result: T } | undefined> {
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<undefined>((resolve) => {
+    timer = setTimeout(() => resolve(undefined), ms);
+  });
+  try {
+    return await Promise.race([work.then((result) => ({ result })), late]);
+  } finally {
+    clearTimeout(timer);
   }
 }
 

@@ -39,6 +39,8 @@ export interface UpscaleResult {
   timings: { engineMs?: number; transformMs?: number };
   /** Served by the fallback engine; cacheable for `maxAgeSeconds` only. */
   fallback?: boolean;
+  /** A stand-in while the real image is made: never cached, never carries the real ETag. */
+  placeholder?: boolean;
   maxAgeSeconds?: number;
 }
 
