@@ -7,3 +7,5 @@ export { InvalidParamError, type ClarityParams, type OutputParams, type OutputFo
 export { signPath, verifyPath, signingInput, type SignatureCheck } from './security/index.js';
 export { loadConfig, ConfigError, type Config } from './config.js';
 export { buildServer, type BuiltServer, type BuildOptions } from './server.js';
+// For a webhook receiver: checks x-clarity-signature.
+export { verifyWebhook, signWebhook, WEBHOOK_SIGNATURE_HEADER } from './jobs/webhook.js';
