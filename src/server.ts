@@ -2,7 +2,7 @@
  * Composition root: builds every part from the validated config and passes it in. The only place
  * that knows which implementation stands behind each interface.
  */
-import { mkdir, readFile } from 'node:fs/promises';
+import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { createServer, type Server } from 'node:http';
 import type { LookupFunction } from 'node:net';
@@ -28,12 +28,12 @@ import {
 } from './engines/segmind/index.js';
 import type { Engine } from './engines/types.js';
 import { answerClientError, createApp, createDrain, type ReadinessCheck } from './http/index.js';
-import { parsePresets, PresetFileError, type Presets } from './params/index.js';
+import { loadPresetsFile } from './params/index.js';
 import { createLimiter, createPipeline, type Limiter } from './pipeline/index.js';
 import { createFileDailyCounter } from './pipeline/daily-counter.js';
 import { createTierJournal } from './pipeline/tier-journal.js';
 import { createGuardedAgent, createMissLimiter } from './security/index.js';
-import { createOriginFetcher, createOriginSources, createSourceStore, type SourceInfo } from './sources/index.js';
+import { createOriginFetcher, createOriginSources, createSourceStore, type SourceInfo, type SourceStore } from './sources/index.js';
 import { createJobs, createWebhookSender, openJobStore, type Jobs } from './jobs/index.js';
 import { createMetrics } from './metrics.js';
 
@@ -42,6 +42,8 @@ export interface BuiltServer {
   pipeline: ReturnType<typeof createPipeline>;
   /** The jobs API without HTTP (the CLI's in-process mode). */
   jobs: Jobs;
+  /** The source store (the CLI registers files through it in-process). */
+  sources: SourceStore;
   logger: Logger;
   config: Config;
   /** Starts listening on `PORT`/`HOST` (or the given port); resolves with the bound port. */
@@ -58,18 +60,6 @@ export interface BuildOptions {
   logger?: Logger;
   /** Name resolution for origin fetches (tests map names to loopback); `dns.lookup` by default. */
   sourceLookup?: LookupFunction;
-}
-
-/** The presets file, validated by the parameter table; a bad one stops the process. */
-export async function loadPresets(file: string | undefined): Promise<Presets | undefined> {
-  if (!file) return undefined;
-  let json: unknown;
-  try {
-    json = JSON.parse(await readFile(file, 'utf8'));
-  } catch (error) {
-    throw new PresetFileError([`PRESETS_FILE=${file}: ${(error as Error).message}`]);
-  }
-  return parsePresets(json);
 }
 
 /** Journaled jobs' sources, read at most every few seconds: eviction asks once per candidate. */
@@ -98,7 +88,7 @@ function localEngine(config: Config, logger: Logger): Engine {
 
 export async function buildServer(config: Config, options: BuildOptions = {}): Promise<BuiltServer> {
   const logger = options.logger ?? createLogger(config.LOG_LEVEL);
-  const presets = await loadPresets(config.PRESETS_FILE);
+  const presets = config.PRESETS_FILE ? await loadPresetsFile(config.PRESETS_FILE) : undefined;
   // One image uses one libvips thread by default on glibc; two roughly halves AVIF time (PERFORMANCE.md).
   sharp.concurrency(2);
   await mkdir(config.CACHE_DIR, { recursive: true });
@@ -239,18 +229,6 @@ export async function buildServer(config: Config, options: BuildOptions = {}): P
     }
   }
 
-  if (engineName === 'segmind' && !config.SIGNING_KEY) {
-    logger.warn(
-      'SIGNING_KEY is not set while the paid segmind engine is on: anyone who knows a source hash can start paid upscales. Set SIGNING_KEY, or at least UPSTREAM_DAILY_LIMIT and CLIENT_MISS_RPM (README: Running in production)',
-    );
-  }
-  if (!config.ADMIN_TOKEN && !LOOPBACK_HOSTS.has(config.HOST)) {
-    logger.warn(
-      { host: config.HOST },
-      'ADMIN_TOKEN is not set and HOST is not loopback: anyone who reaches this server can upload sources (POST /sources). Set ADMIN_TOKEN',
-    );
-  }
-
   const webhooks = createWebhookSender({
     dispatcher: originAgent,
     ...(config.SIGNING_KEY ? { signingKey: config.SIGNING_KEY[0] as string } : {}),
@@ -306,6 +284,7 @@ export async function buildServer(config: Config, options: BuildOptions = {}): P
     app,
     pipeline,
     jobs,
+    sources,
     logger,
     config,
     async listen(port = config.PORT) {
@@ -334,6 +313,18 @@ export async function buildServer(config: Config, options: BuildOptions = {}): P
         throw listenError(error as NodeJS.ErrnoException, port, config.HOST);
       }
       server = listening;
+      // Said when serving starts, not when a CLI command builds the parts in-process.
+      if (engineName === 'segmind' && !config.SIGNING_KEY) {
+        logger.warn(
+          'SIGNING_KEY is not set while the paid segmind engine is on: anyone who knows a source hash can start paid upscales. Set SIGNING_KEY, or at least UPSTREAM_DAILY_LIMIT and CLIENT_MISS_RPM (README: Running in production)',
+        );
+      }
+      if (!config.ADMIN_TOKEN && !LOOPBACK_HOSTS.has(config.HOST)) {
+        logger.warn(
+          { host: config.HOST },
+          'ADMIN_TOKEN is not set and HOST is not loopback: anyone who reaches this server can upload sources (POST /sources). Set ADMIN_TOKEN',
+        );
+      }
       const bound = (listening.address() as { port: number }).port;
       logger.info({ port: bound, host: config.HOST, engine: engine.id, redis: Boolean(redis) }, 'clarity-cdn listening');
       return { server: listening, port: bound };

@@ -6,9 +6,8 @@
  */
 import { buildUpscaleUrl, type UpscaleFields } from '../client/index.js';
 import { loadConfig } from '../config.js';
-import { InvalidParamError, PARAMS, parseUpscaleRequest, parseValue, PRESET_KEY, resolveKey } from '../params/index.js';
+import { InvalidParamError, loadPresetsFile, PARAMS, parseUpscaleRequest, parseValue, PRESET_KEY, resolveKey } from '../params/index.js';
 import { SIGNATURE_PARAM } from '../security/index.js';
-import { loadPresets } from '../server.js';
 import { UsageError } from './usage.js';
 
 const escapeHtml = (text: string) => text.replace(/&/g, '&amp;').replace(/"/g, '&quot;').replace(/</g, '&lt;');
@@ -39,7 +38,7 @@ export async function url(hash: string, pairs: string[], options: { base?: strin
     if (eq <= 0) throw new UsageError(`expected key=value, got ${JSON.stringify(pair)}`);
     query.append(pair.slice(0, eq), pair.slice(eq + 1));
   }
-  const presets = await loadPresets(config.PRESETS_FILE);
+  const presets = config.PRESETS_FILE ? await loadPresetsFile(config.PRESETS_FILE) : undefined;
   const baseUrl = options.base ?? config.PUBLIC_BASE_URL ?? `http://localhost:${config.PORT}`;
   let full: string;
   try {

@@ -5,7 +5,6 @@
  * it one upstream call). A job runs its master in its lane, then renders the variants it asked
  * for, then tells its webhooks once.
  */
-import { buildUpscaleUrl } from '../client/index.js';
 import type { CacheEntry } from '../cache/types.js';
 import { CdnError } from '../errors.js';
 import type { Logger } from '../logger.js';
@@ -15,7 +14,8 @@ import { SourceNotFoundError, type SourceInfo } from '../sources/index.js';
 import { JobNotFoundError, JobNotReadyError } from './errors.js';
 import { parseJobItem, type JobItem } from './spec.js';
 import type { JobStore } from './store.js';
-import type { JobQuote, JobRecord, JobStatus, JobView, VariantFields } from './types.js';
+import type { JobQuote, JobRecord, JobView, VariantFields } from './types.js';
+import { jobView } from './view.js';
 import type { WebhookDelivery, WebhookSender } from './webhook.js';
 
 export interface JobsOptions {
@@ -39,7 +39,6 @@ export interface JobsOptions {
 /** One item of a batch: its job, or the problem that item alone had. */
 export type BatchItem = { index: number; status: number; job: JobView } | { index: number; status: number; problem: CdnError };
 
-const iso = (ms: number) => new Date(ms).toISOString();
 
 export function createJobs(options: JobsOptions) {
   const { pipeline, store, logger } = options;
@@ -72,36 +71,7 @@ export function createJobs(options: JobsOptions) {
   }
 
   function view(record: JobRecord, base = bases.get(record.id) ?? ''): JobView {
-    const url = (path: string) => `${base}${path}`;
-    const variantUrl = (fields: VariantFields) =>
-      base
-        ? buildUpscaleUrl({
-            baseUrl: base,
-            hash: record.source,
-            params: { ...record.params, ...fields },
-            ...(record.preset !== undefined ? { preset: record.preset } : {}),
-            ...(options.signingKey ? { signingKey: options.signingKey } : {}),
-          })
-        : '';
-    const { status, queue } = statusOf(record);
-    return {
-      id: record.id,
-      status: status as JobStatus,
-      error: record.error?.detail ?? null,
-      ...(record.error ? { code: record.error.code } : {}),
-      ...(queue ? { queue } : {}),
-      engine: record.engine,
-      source: record.source,
-      params: record.params,
-      ...(record.preset !== undefined ? { preset: record.preset } : {}),
-      status_url: url(`/jobs/${record.id}`),
-      result_url: url(`/jobs/${record.id}/result`),
-      variants: record.variants.map((fields) => ({ ...fields, url: variantUrl(fields) })),
-      webhook: record.webhooks.map((w) => ({ url: w.url, status: w.status, attempts: w.attempts })),
-      created_at: iso(record.createdAt),
-      updated_at: iso(record.updatedAt),
-      ...(record.completedAt !== undefined ? { completed_at: iso(record.completedAt) } : {}),
-    };
+    return jobView(record, { base, ...(options.signingKey ? { signingKey: options.signingKey } : {}), live: statusOf(record) });
   }
 
   async function save(record: JobRecord): Promise<void> {

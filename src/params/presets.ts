@@ -8,6 +8,7 @@
  * A preset holds values, not identity: `preset=hero&creativity=0.35` and the preset's own values
  * resolve to the same fields, so they give the same master key.
  */
+import { readFile } from 'node:fs/promises';
 import { InvalidParamError } from './errors.js';
 import { parseValue, resolveKey } from './parse.js';
 import { PARAMS, type ParamName } from './table.js';
@@ -71,4 +72,15 @@ export function parsePresets(json: unknown): Presets {
   }
   if (problems.length > 0) throw new PresetFileError(problems);
   return presets;
+}
+
+/** Reads and checks `PRESETS_FILE`; any problem (unreadable, not JSON, a bad preset) is a `PresetFileError`. */
+export async function loadPresetsFile(path: string): Promise<Presets> {
+  let json: unknown;
+  try {
+    json = JSON.parse(await readFile(path, 'utf8'));
+  } catch (error) {
+    throw new PresetFileError([`PRESETS_FILE=${path}: ${(error as Error).message}`]);
+  }
+  return parsePresets(json);
 }

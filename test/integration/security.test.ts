@@ -365,6 +365,10 @@ describe('warnings at start', () => {
     const paid = { UPSCALE_ENGINE: 'segmind', SEGMIND_API_KEY: 'SG_0123456789abcdef', SEGMIND_BASE_URL: 'http://127.0.0.1:9' };
     const open = await startTestServer({ ...paid, HOST: '0.0.0.0' });
     const closed = await startTestServer({ ...paid, HOST: '127.0.0.1', SIGNING_KEY: KEY, ADMIN_TOKEN: 'a-token-of-16-chars-or-more' });
+    // Said when serving starts (an in-process CLI command that never listens says nothing).
+    expect(open.logs()).not.toContain('SIGNING_KEY is not set');
+    await open.listen(0);
+    await closed.listen(0);
     try {
       const warnings = (server: TestServer) =>
         server

@@ -2,7 +2,6 @@ import { describe, expect, it } from 'vitest';
 import {
   InvalidParamError,
   PARAMS,
-  describeAllowed,
   masterKey,
   parseUpscaleRequest,
   variantKey,
