@@ -14,6 +14,7 @@ import { readFile, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { WarmSummary } from '../../src/cli/warm.js';
 import { createFakeSegmind, FAKE_SEGMIND_KEY, type FakeSegmind } from '../fakes/segmind.js';
 import { startTestServer, stopTestServer, tempDir, type TestServer } from '../helpers/app.js';
 import { cliEnv, runCli, startCli, type CliResult } from '../helpers/cli.js';
@@ -34,18 +35,8 @@ interface ItemLine {
   code?: string;
   error?: string;
 }
-interface Summary {
-  items: number;
-  done: number;
-  cached: number;
-  skipped: number;
-  failed: number;
-  failures: { line: number; code: string; error: string; id?: string }[];
-  not_run: number;
-  abandoned: number;
-  interrupted: boolean;
-  state: string;
-}
+/** The summary `warm --json` prints last: the command's own type, so the test reads what it writes. */
+type Summary = WarmSummary;
 
 /** `--json` output: every line is JSON; the items, then the summary last. */
 function parseJsonRun(stdout: string): { items: ItemLine[]; summary: Summary } {
