@@ -259,6 +259,16 @@ const VARIABLES = {
     default: String(7 * 86400),
     doc: 'How long a finished job stays readable at `GET /jobs/:id` (its images stay cached regardless).',
   },
+  GATEWAY_API_KEYS: {
+    schema: list(z.string().min(8, 'expected each key to have at least 8 characters'), 'keys'),
+    secret: true,
+    doc: 'Keys the Segmind-compatible gateway (`/v1`, `/v2`) accepts in `x-api-key` (comma-separated). Unset: the gateway is off.',
+  },
+  GATEWAY_OPEN: {
+    schema: bool,
+    default: 'false',
+    doc: '`true` serves the gateway without keys (a private network only; refused together with `SIGNING_KEY`).',
+  },
   UPSTREAM_PRICE_USD: {
     schema: decimal,
     doc: 'Price of one upstream call (USD), for `dry_run` quotes and the savings metric (which otherwise uses the mean cost the upstream reported).',
@@ -316,6 +326,9 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
   }
   if (config.SEGMIND_IMAGE_DELIVERY === 'url' && !config.PUBLIC_BASE_URL) {
     problems.push('PUBLIC_BASE_URL: required when SEGMIND_IMAGE_DELIVERY=url');
+  }
+  if (config.GATEWAY_OPEN && config.SIGNING_KEY && !config.GATEWAY_API_KEYS) {
+    problems.push('GATEWAY_OPEN: an open gateway would let anyone start the paid work SIGNING_KEY bounds; set GATEWAY_API_KEYS instead');
   }
   if (config.ONLY_PRESETS && !config.PRESETS_FILE) {
     problems.push('PRESETS_FILE: required when ONLY_PRESETS=true');

@@ -276,6 +276,17 @@ export async function buildServer(config: Config, options: BuildOptions = {}): P
     metrics,
     drain,
     jobs: { service: jobs, maxBatch: config.JOBS_MAX_BATCH, ...(config.PUBLIC_BASE_URL ? { publicBaseUrl: config.PUBLIC_BASE_URL } : {}) },
+    ...(config.GATEWAY_API_KEYS || config.GATEWAY_OPEN
+      ? {
+          gateway: {
+            keys: config.GATEWAY_API_KEYS ?? [],
+            open: config.GATEWAY_OPEN,
+            // An image and a mask in base64 (4/3 of the bytes), and the other fields.
+            maxBodyBytes: Math.ceil((config.SOURCE_MAX_BYTES * 8) / 3) + 64 * 1024,
+            requestTimeoutMs: config.REQUEST_TIMEOUT_MS,
+          },
+        }
+      : {}),
   });
 
   let server: Server | undefined;

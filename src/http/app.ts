@@ -15,6 +15,7 @@ import { lengthCaps, otherMethods, requestEdge } from './edge.js';
 import { errorHandler, RequestError } from './errors.js';
 import { readinessRoute, type ReadinessCheck } from './health.js';
 import type { Jobs } from '../jobs/index.js';
+import { mountGatewayRoutes, type GatewayOptions } from './gateway.js';
 import { mountJobRoutes } from './jobs.js';
 import { mountSourceRoutes } from './sources.js';
 import { mountUpscaleRoutes } from './upscale.js';
@@ -39,6 +40,8 @@ export interface AppOptions {
   trustProxy?: boolean | number | string[];
   readiness?: ReadinessCheck[];
   metrics?: Metrics;
+  /** The Segmind-compatible gateway (`/v1`, `/v2`); absent: off. */
+  gateway?: Omit<GatewayOptions, 'jobs' | 'sources' | 'registerUrl' | 'logger' | 'missLimiter' | 'publicBaseUrl'>;
   /** The jobs API; absent: no /jobs routes. */
   jobs?: { service: Jobs; maxBatch: number; publicBaseUrl?: string };
   /** Shutdown: answers in flight and after it close their connection. */
@@ -95,6 +98,17 @@ export function createApp(options: AppOptions): Express {
     app.all('/jobs', otherMethods('POST'));
     app.all('/jobs/:id', otherMethods('GET, HEAD'));
     app.all('/jobs/:id/result', otherMethods('GET, HEAD'));
+    if (options.gateway) {
+      mountGatewayRoutes(app, {
+        ...options.gateway,
+        jobs: options.jobs.service,
+        sources,
+        registerUrl: options.registerUrl,
+        logger,
+        ...(options.missLimiter ? { missLimiter: options.missLimiter } : {}),
+        ...(options.jobs.publicBaseUrl ? { publicBaseUrl: options.jobs.publicBaseUrl } : {}),
+      });
+    }
   }
 
   // Known routes asked with another method: 405 with Allow (OPTIONS: 204 with Allow).

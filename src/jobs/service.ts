@@ -107,7 +107,12 @@ export function createJobs(options: JobsOptions) {
     if (existing) return existing;
     const work = (async () => {
       try {
-        await pipeline.master(requestOf(record), record.lane);
+        const master = await pipeline.master(requestOf(record), record.lane);
+        const attrs = master.entry.meta.attrs ?? {};
+        record.metrics =
+          master.tier === 'engine'
+            ? { inference_time: Number(attrs.seconds ?? 0), cost: typeof attrs.cost === 'number' ? attrs.cost : null, cached: false }
+            : { inference_time: 0, cost: 0, cached: true };
         for (const fields of record.variants) {
           const request = requestOf(record, fields);
           // `format=auto` depends on each browser's Accept: nothing to make ahead of it.
@@ -143,8 +148,13 @@ export function createJobs(options: JobsOptions) {
     return item.source;
   }
 
+  /** What one submission may do beyond joining work: `admitNew` is asked before it starts new engine work. */
+  interface SubmitOptions {
+    admitNew?: () => Promise<void>;
+  }
+
   /** One item: validated, its source known, joined to its job (created or restarted as needed). */
-  async function submitOne(raw: unknown, base: string): Promise<{ view: JobView; status: number }> {
+  async function submitOne(raw: unknown, base: string, submitOptions: SubmitOptions = {}): Promise<{ view: JobView; status: number }> {
     const item = parseJobItem(raw, options.parse);
     const source = await sourceOf(item);
     const request = requestOf({ source, params: item.params, ...(item.preset !== undefined ? { preset: item.preset } : {}) });
@@ -188,6 +198,11 @@ export function createJobs(options: JobsOptions) {
     if (item.lane === 'jobs' && record.lane === 'warm') record.lane = 'jobs';
     if (item.webhook && !record.webhooks.some((w) => w.url === item.webhook)) {
       record.webhooks.push({ url: item.webhook, status: 'pending', attempts: 0 });
+    }
+    if (restart && submitOptions.admitNew) {
+      // A client's miss rate counts work that will reach the engine, not joins or cached masters.
+      const quote = await pipeline.quote(request);
+      if (!quote.cached && !quote.inFlight && !quote.rejected) await submitOptions.admitNew();
     }
     if (restart) record.state = 'ACTIVE';
     await save(record);
@@ -279,10 +294,14 @@ export function createJobs(options: JobsOptions) {
       return view(record, base ?? bases.get(id) ?? '');
     },
 
-    /** The master of a completed job. */
+    /** The master of a completed job (from the cache alone when its record has been pruned). */
     async result(id: string): Promise<CacheEntry> {
       const record = store.get(id);
-      if (!record) throw new JobNotFoundError({ param: 'id', detail: `no job ${id}` });
+      if (!record) {
+        const stored = await pipeline.storedMaster(id);
+        if (stored) return stored;
+        throw new JobNotFoundError({ param: 'id', detail: `no job ${id}` });
+      }
       if (record.state === 'FAILED' && record.error) {
         throw new JobNotReadyError({ detail: `the job failed: ${record.error.detail}` });
       }
@@ -292,6 +311,20 @@ export function createJobs(options: JobsOptions) {
       }
       return (await pipeline.master(requestOf(record), record.lane)).entry;
     },
+
+    /** One output of a job, made now if need be (a conversion of its master). */
+    async render(id: string, fields: VariantFields) {
+      const record = store.get(id);
+      if (!record) throw new JobNotFoundError({ param: 'id', detail: `no job ${id}` });
+      const request = requestOf(record, fields);
+      return pipeline.upscale(await pipeline.prepare(request, undefined), { lane: record.lane });
+    },
+
+    /** The record itself (the gateway reads its metrics). */
+    record: (id: string): JobRecord | undefined => store.get(id),
+
+    /** Whether a master with this id is stored, record or not. */
+    stored: (id: string): Promise<boolean> => pipeline.hasMaster(id),
 
     /** At start: every job that was not finished runs again (journaled upstream work resumes). */
     resumeAll(): number {

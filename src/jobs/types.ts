@@ -26,6 +26,8 @@ export interface JobRecord {
   /** `ACTIVE` until the master and the variants are made; then final. */
   state: 'ACTIVE' | 'COMPLETED' | 'FAILED';
   error?: { code: string; status: number; detail: string };
+  /** What making the master took: measured when an engine ran for this job, 0 when it was cached. */
+  metrics?: { inference_time: number; cost: number | null; cached: boolean };
   createdAt: number;
   updatedAt: number;
   completedAt?: number;

@@ -200,7 +200,12 @@ export function createPipeline(options: PipelineOptions) {
           width: result.width,
           height: result.height,
           paid: result.paid,
-          attrs: { engine: result.engine },
+          // What making it took and cost, for whoever reports on it later (the gateway's metrics).
+          attrs: {
+            engine: result.engine,
+            seconds: Math.round(MS(started)) / 1000,
+            ...(result.cost !== undefined ? { cost: result.cost } : {}),
+          },
         },
       };
       // Durable first: a paid master is on disk before anyone is told it exists.
@@ -376,6 +381,11 @@ export function createPipeline(options: PipelineOptions) {
     return { entry: outcome.entry, tier: outcome.tier };
   }
 
+  /** A stored master by its key alone (a job whose record is gone but whose image is not). */
+  async function storedMaster(key: string): Promise<CacheEntry | undefined> {
+    return (await cache.get(`master:${key}`))?.entry;
+  }
+
   /** Whether a master is waiting for a limiter slot or being made, and its place in line. */
   function masterState(key: string): { state: 'queued' | 'running'; position?: number } | undefined {
     const state = limiter.state(key);
@@ -423,6 +433,8 @@ export function createPipeline(options: PipelineOptions) {
     upscale,
     peek,
     master,
+    storedMaster,
+    hasMaster: (key: string) => cache.has(`master:${key}`),
     masterKeyOf,
     masterState,
     quote,
@@ -492,8 +504,8 @@ async function settledWithin<T>(work: Promise<T>, ms: number): Promise<{ result:
   }
 }
 
-/** Waits at most `ms`; the work itself is not cancelled. */
-function deadline<T>(work: Promise<T>, ms: number): Promise<T> {
+/** Waits at most `ms` (then a 504 `UPSCALE_PENDING` with Retry-After); the work itself is not cancelled. */
+export function deadline<T>(work: Promise<T>, ms: number): Promise<T> {
   let timer: NodeJS.Timeout | undefined;
   const timeout = new Promise<never>((_, reject) => {
     timer = setTimeout(() => {
