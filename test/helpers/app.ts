@@ -69,5 +69,6 @@ export async function startTestServer(
 
 export async function stopTestServer(server: TestServer, options: { keepDir?: boolean } = {}): Promise<void> {
   await server.close();
-  if (!options.keepDir) await rm(server.cacheDir, { recursive: true, force: true });
+  // Retried: work a closing server let go of may still land a file as the tree is removed.
+  if (!options.keepDir) await rm(server.cacheDir, { recursive: true, force: true, maxRetries: 5 });
 }

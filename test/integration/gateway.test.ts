@@ -167,6 +167,23 @@ describe('gateway', () => {
     expect(fake.submits).toHaveLength(1);
   });
 
+  it('limits answer in the envelope: a miss rate per key, the body size', async () => {
+    const { server, base, client } = await gateway({ CLIENT_MISS_RPM: '1', SOURCE_MAX_BYTES: '64KiB' });
+    expect((await client.submit('clarity-upscaler', { image: base64(), seed: 1 })).status).toBe(200);
+    const limited = await client.submit('clarity-upscaler', { image: base64(), seed: 2 });
+    expect(limited.status).toBe(429);
+    expect(limited.body.error).toMatch(/CLIENT_MISS_RPM/);
+    // The same work again is a join, not a miss; another key has its own budget.
+    expect((await client.submit('clarity-upscaler', { image: base64(), seed: 1 })).status).toBe(200);
+    expect((await new SegmindLikeClient('other-key-0', base).submit('clarity-upscaler', { image: base64(), seed: 2 })).status).toBe(200);
+    const huge = await client.submit('clarity-upscaler', { image: Buffer.alloc(200_000, 7).toString('base64') });
+    expect(huge.status).toBe(413);
+    expect(huge.body).toEqual({ error: expect.stringMatching(/larger than/) });
+    await fake.waitForSubmits(2);
+    await server.jobs.settled();
+    expect(fake.submits).toHaveLength(2);
+  });
+
   it('is off without keys, and GATEWAY_OPEN runs it on the local engine with no key at all', async () => {
     const off = await startTestServer();
     started.push(off);
