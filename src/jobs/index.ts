@@ -1,5 +1,5 @@
 /** The job model: ids from master keys, status, batches, quotes, webhooks. */
-export { createJobs, type Jobs, type JobsOptions, type BatchItem } from './service.js';
+export { createJobs, type Jobs, type JobsOptions, type BatchItem, type SubmitOptions } from './service.js';
 export { openJobStore, type JobStore } from './store.js';
 export { jobView, type ViewContext } from './view.js';
 export { JobNotFoundError, JobNotReadyError } from './errors.js';

@@ -36,6 +36,11 @@ export interface JobsOptions {
   now?: () => number;
 }
 
+/** What one submission may do beyond joining work: `admitNew` is asked before it starts new engine work. */
+export interface SubmitOptions {
+  admitNew?: () => Promise<void>;
+}
+
 /** One item of a batch: its job, or the problem that item alone had. */
 export type BatchItem = { index: number; status: number; job: JobView } | { index: number; status: number; problem: CdnError };
 
@@ -146,11 +151,6 @@ export function createJobs(options: JobsOptions) {
       throw new SourceNotFoundError({ param: 'source', detail: `no source with hash ${item.source}; upload it with POST /sources` });
     }
     return item.source;
-  }
-
-  /** What one submission may do beyond joining work: `admitNew` is asked before it starts new engine work. */
-  interface SubmitOptions {
-    admitNew?: () => Promise<void>;
   }
 
   /** One item: validated, its source known, joined to its job (created or restarted as needed). */
