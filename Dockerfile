@@ -21,6 +21,7 @@ COPY --from=build /app/dist ./dist
 COPY package.json ./
 COPY bin ./bin
 COPY config ./config
+COPY playground ./playground
 RUN mkdir -p /var/cache/clarity-cdn && chown node:node /var/cache/clarity-cdn
 USER node
 VOLUME ["/var/cache/clarity-cdn"]

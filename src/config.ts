@@ -253,6 +253,7 @@ const VARIABLES = {
     doc: 'Stand-in for a cold `<img>` miss not ready after `PLACEHOLDER_AFTER_MS` (`local`: the embedded ESRGAN, `lanczos`: a resize), answered `no-store` while the real job goes on; `?placeholder=` overrides it.',
   },
   PLACEHOLDER_AFTER_MS: { schema: int(0, 600_000), default: '1500', doc: 'How long a cold miss waits for the real image before a placeholder is answered.' },
+  PLAYGROUND: { schema: bool, default: 'true', doc: 'Serve the playground page at `GET /`.' },
   JOBS_MAX_BATCH: { schema: int(1, 10_000), default: '100', doc: 'Most jobs in one `POST /jobs` batch (or `dry_run` quote).' },
   JOBS_RETENTION_SECONDS: {
     schema: int(60),

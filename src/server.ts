@@ -276,6 +276,19 @@ export async function buildServer(config: Config, options: BuildOptions = {}): P
     metrics,
     drain,
     jobs: { service: jobs, maxBatch: config.JOBS_MAX_BATCH, ...(config.PUBLIC_BASE_URL ? { publicBaseUrl: config.PUBLIC_BASE_URL } : {}) },
+    ...(config.PLAYGROUND
+      ? {
+          playground: {
+            engine,
+            presets: [...(presets?.keys() ?? [])],
+            onlyPresets: config.ONLY_PRESETS,
+            ...(config.ADMIN_TOKEN ? { adminToken: config.ADMIN_TOKEN } : {}),
+            signing: Boolean(config.SIGNING_KEY),
+            urlRoute: Boolean(config.SOURCE_ALLOWED_HOSTS || config.SIGNING_KEY),
+            recentSources: (limit: number) => sources.recent(limit),
+          },
+        }
+      : {}),
     ...(config.GATEWAY_API_KEYS || config.GATEWAY_OPEN
       ? {
           gateway: {

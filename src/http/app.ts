@@ -17,6 +17,7 @@ import { readinessRoute, type ReadinessCheck } from './health.js';
 import type { Jobs } from '../jobs/index.js';
 import { mountGatewayRoutes, type GatewayOptions } from './gateway.js';
 import { mountJobRoutes } from './jobs.js';
+import { mountPlayground, type PlaygroundOptions } from './playground.js';
 import { mountSourceRoutes } from './sources.js';
 import { mountUpscaleRoutes } from './upscale.js';
 
@@ -40,6 +41,8 @@ export interface AppOptions {
   trustProxy?: boolean | number | string[];
   readiness?: ReadinessCheck[];
   metrics?: Metrics;
+  /** The playground page at `GET /`; absent: off. */
+  playground?: PlaygroundOptions;
   /** The Segmind-compatible gateway (`/v1`, `/v2`); absent: off. */
   gateway?: Omit<GatewayOptions, 'jobs' | 'sources' | 'registerUrl' | 'logger' | 'missLimiter' | 'publicBaseUrl'>;
   /** The jobs API; absent: no /jobs routes. */
@@ -109,6 +112,11 @@ export function createApp(options: AppOptions): Express {
         ...(options.jobs.publicBaseUrl ? { publicBaseUrl: options.jobs.publicBaseUrl } : {}),
       });
     }
+  }
+
+  if (options.playground) {
+    mountPlayground(app, options.playground);
+    app.all('/', otherMethods('GET, HEAD'));
   }
 
   // Known routes asked with another method: 405 with Allow (OPTIONS: 204 with Allow).

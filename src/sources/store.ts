@@ -96,6 +96,8 @@ export interface SourceStoreStats {
 /** The store as `createSourceStore` builds it: `SourceStore` plus its disk budget's controls. */
 export interface DiskSourceStore extends SourceStore {
   stats(): SourceStoreStats;
+  /** Hashes of the sources with bytes on disk, most recently used first (the playground's picker). */
+  recent(limit: number): string[];
   /** Resolves when the startup scan has counted every existing source (never rejects). */
   ready(): Promise<void>;
   /** Resolves when no eviction is scheduled or running (a scheduled one is run now). */
@@ -672,6 +674,12 @@ export function createSourceStore(options: SourceStoreOptions): DiskSourceStore 
         ...(diskMaxBytes === undefined ? {} : { maxBytes: diskMaxBytes }),
         scanning,
       };
+    },
+    recent(limit) {
+      return [...index.entries()]
+        .sort(([, a], [, b]) => b.atime - a.atime || b.seq - a.seq)
+        .slice(0, limit)
+        .map(([hash]) => hash);
     },
     ready: () => readyPromise,
     async idle() {

@@ -1,0 +1,1 @@
+// The playground (filled in next).
