@@ -12,6 +12,8 @@ import type { DiskStats } from './cache/index.js';
 import type { Pipeline, PipelineObserver, UpscaleResult } from './pipeline/index.js';
 
 export interface MetricsOptions {
+  /** Answers given before Express (read on scrape; set once the fast lane exists). */
+  fastLaneStats?: () => { entries: number; answered: number };
   /** Read on scrape; a function so the pipeline can be built after (it takes `observer`). */
   pipelineStats: () => ReturnType<Pipeline['stats']>;
   disk?: { stats(): DiskStats };
@@ -126,6 +128,16 @@ export function createMetrics(options: MetricsOptions): Metrics {
   });
 
   gauge('clarity_limiter_active', 'Engine jobs in flight', () => pipelineStats().limiter.active);
+  gauge('clarity_fast_lane_entries', 'Hot answers remembered by the fast lane', () => options.fastLaneStats?.().entries ?? 0);
+  new Counter({
+    name: 'clarity_fast_lane_answers_total',
+    help: 'Requests answered by the fast lane, before Express (hot hits and their 304s)',
+    registers,
+    collect() {
+      this.reset();
+      this.inc(options.fastLaneStats?.().answered ?? 0);
+    },
+  });
   gauge('clarity_limiter_pending', 'Engine jobs waiting for a slot', () => pipelineStats().limiter.pending);
   new Gauge({
     name: 'clarity_limiter_lane_pending',

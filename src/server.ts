@@ -4,13 +4,13 @@
  */
 import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
-import { createServer, type Server } from 'node:http';
+import { createServer, type RequestListener, type Server } from 'node:http';
 import type { LookupFunction } from 'node:net';
 import { once } from 'node:events';
 import sharp from 'sharp';
 import { resolveEngine, type Config } from './config.js';
 import { CdnError } from './errors.js';
-import { createLogger, type Logger } from './logger.js';
+import { createAccessLogger, createLogger, type Logger } from './logger.js';
 import {
   createDiskTier,
   createMemoryTier,
@@ -27,7 +27,7 @@ import {
   UpstreamUnavailableError,
 } from './engines/segmind/index.js';
 import type { Engine } from './engines/types.js';
-import { answerClientError, createApp, createDrain, type ReadinessCheck } from './http/index.js';
+import { answerClientError, createApp, createDrain, createFastLane, type FastLane, type ReadinessCheck } from './http/index.js';
 import { loadPresetsFile } from './params/index.js';
 import { createLimiter, createPipeline, type Limiter } from './pipeline/index.js';
 import { createFileDailyCounter } from './pipeline/daily-counter.js';
@@ -38,12 +38,18 @@ import { createJobs, createWebhookSender, openJobStore, type Jobs } from './jobs
 import { createMetrics } from './metrics.js';
 
 export interface BuiltServer {
-  app: ReturnType<typeof createApp>;
+  /**
+   * The request listener: the fast lane for hot hits, Express for everything else. What tests
+   * hand to supertest and what `listen` serves.
+   */
+  app: RequestListener;
   pipeline: ReturnType<typeof createPipeline>;
   /** The jobs API without HTTP (the CLI's in-process mode). */
   jobs: Jobs;
   /** The source store (the CLI registers files through it in-process). */
   sources: SourceStore;
+  /** Hot hits answered before Express. */
+  fastLane: FastLane;
   logger: Logger;
   config: Config;
   /** Starts listening on `PORT`/`HOST` (or the given port); resolves with the bound port. */
@@ -160,6 +166,7 @@ export async function buildServer(config: Config, options: BuildOptions = {}): P
 
   const metrics = createMetrics({
     pipelineStats: () => pipeline.stats(),
+    fastLaneStats: () => fastLane.stats(),
     disk,
     sources,
     ...(config.UPSTREAM_PRICE_USD !== undefined ? { pricePerCallUsd: config.UPSTREAM_PRICE_USD } : {}),
@@ -255,10 +262,20 @@ export async function buildServer(config: Config, options: BuildOptions = {}): P
   pruning.unref();
 
   const drain = createDrain();
-  const app = createApp({
+  // A quarter of the memory tier's budget: mostly the same buffers, kept for the hottest URLs.
+  const accessLog = createAccessLogger(logger);
+  const fastLane = createFastLane({
+    maxBytes: Math.floor(config.CACHE_MEMORY_MAX_BYTES / 4),
+    maxHeaderBytes: config.MAX_HEADER_BYTES,
+    accessLog,
+    metrics,
+    drain,
+  });
+  const express = createApp({
     pipeline,
     sources,
     logger,
+    accessLog,
     limits: {
       sourceMaxBytes: config.SOURCE_MAX_BYTES,
       maxUrlLength: config.MAX_URL_LENGTH,
@@ -275,6 +292,7 @@ export async function buildServer(config: Config, options: BuildOptions = {}): P
     readiness,
     metrics,
     drain,
+    fastLane,
     jobs: { service: jobs, maxBatch: config.JOBS_MAX_BATCH, ...(config.PUBLIC_BASE_URL ? { publicBaseUrl: config.PUBLIC_BASE_URL } : {}) },
     ...(config.PLAYGROUND
       ? {
@@ -302,6 +320,10 @@ export async function buildServer(config: Config, options: BuildOptions = {}): P
       : {}),
   });
 
+  const app: RequestListener = (req, res) => {
+    if (!fastLane.handle(req, res)) express(req, res);
+  };
+
   let server: Server | undefined;
   let closing: Promise<void> | undefined;
   return {
@@ -309,6 +331,7 @@ export async function buildServer(config: Config, options: BuildOptions = {}): P
     pipeline,
     jobs,
     sources,
+    fastLane,
     logger,
     config,
     async listen(port = config.PORT) {

@@ -11,6 +11,7 @@ import type { Pipeline } from '../pipeline/index.js';
 import type { MissLimiter } from '../security/index.js';
 import type { SourceInfo, SourceStore } from '../sources/index.js';
 import type { Drain } from './drain.js';
+import type { FastLane } from './fast-lane.js';
 import { lengthCaps, otherMethods, requestEdge } from './edge.js';
 import { errorHandler, RequestError } from './errors.js';
 import { readinessRoute, type ReadinessCheck } from './health.js';
@@ -25,6 +26,8 @@ export interface AppOptions {
   pipeline: Pipeline;
   sources: SourceStore;
   logger: Logger;
+  /** The per-request line's logger; `logger` when absent. */
+  accessLog?: Logger;
   limits: { sourceMaxBytes: number; maxUrlLength: number; maxQueryLength: number; maxHeaderBytes: number };
   /** When set, `POST /sources` requires `Authorization: Bearer <token>`. */
   adminToken?: string;
@@ -49,6 +52,8 @@ export interface AppOptions {
   jobs?: { service: Jobs; maxBatch: number; publicBaseUrl?: string };
   /** Shutdown: answers in flight and after it close their connection. */
   drain?: Drain;
+  /** Hot hits answered before Express (fed by the upscale routes). */
+  fastLane?: FastLane;
 }
 
 export function createApp(options: AppOptions): Express {
@@ -58,7 +63,7 @@ export function createApp(options: AppOptions): Express {
   app.set('etag', false);
   app.set('trust proxy', options.trustProxy ?? false);
 
-  app.use(requestEdge({ logger, ...(metrics ? { metrics } : {}), ...(options.drain ? { drain: options.drain } : {}) }));
+  app.use(requestEdge({ accessLog: options.accessLog ?? logger, ...(metrics ? { metrics } : {}), ...(options.drain ? { drain: options.drain } : {}) }));
   app.use(lengthCaps(limits));
 
   app.get('/healthz', (_req, res) => {
@@ -87,6 +92,7 @@ export function createApp(options: AppOptions): Express {
     ...(options.missLimiter ? { missLimiter: options.missLimiter } : {}),
     ...(metrics ? { metrics } : {}),
     ...(options.urlRoute ? { resolveUrl: async (url: string) => (await options.registerUrl(url)).info.hash } : {}),
+    ...(options.fastLane ? { fastLane: options.fastLane } : {}),
   });
 
   if (options.jobs) {

@@ -11,6 +11,8 @@ export interface Drain {
   track(res: ServerResponse): void;
   /** Shutdown begins. */
   start(): void;
+  /** Whether it has begun (for answers written outside Express). */
+  readonly draining: boolean;
 }
 
 export function createDrain(): Drain {
@@ -20,6 +22,9 @@ export function createDrain(): Drain {
     if (!res.headersSent) res.setHeader('Connection', 'close');
   };
   return {
+    get draining() {
+      return draining;
+    },
     track(res) {
       if (draining) return closeAfter(res);
       open.add(res);

@@ -12,10 +12,11 @@ import { RequestError } from './errors.js';
 import { setSecurityHeaders } from './headers.js';
 
 /** An id a client or proxy may choose: short, printable, nothing a log could be forged with. */
-const CLIENT_REQUEST_ID = /^[A-Za-z0-9._:@/+=-]{1,128}$/;
+export const CLIENT_REQUEST_ID = /^[A-Za-z0-9._:@/+=-]{1,128}$/;
 
 export interface EdgeOptions {
-  logger: Logger;
+  /** Where the "request completed" line goes (see `createAccessLogger`). */
+  accessLog: Logger;
   metrics?: MetricsRecorder;
   /** Shutdown: answers in flight and after it close their connection. */
   drain?: Drain;
@@ -27,7 +28,7 @@ export interface EdgeOptions {
  * one "request completed" line and the request metrics when it finishes.
  */
 export function requestEdge(options: EdgeOptions): RequestHandler {
-  const { logger, metrics } = options;
+  const { accessLog, metrics } = options;
   return (req, res, next) => {
     const sent = req.get('x-request-id');
     const requestId = sent && CLIENT_REQUEST_ID.test(sent) ? sent : randomUUID();
@@ -39,17 +40,16 @@ export function requestEdge(options: EdgeOptions): RequestHandler {
       const seconds = Number(process.hrtime.bigint() - started) / 1e9;
       const route = (req.route as { path?: string } | undefined)?.path ?? 'unmatched';
       metrics?.request(route, req.method, res.statusCode, seconds);
-      requestContext.run({ requestId }, () =>
-        logger.info(
-          {
-            method: req.method,
-            url: req.originalUrl.split('?')[0],
-            status: res.statusCode,
-            cache: res.getHeader('X-Cache'),
-            ms: Math.round(seconds * 1e4) / 10,
-          },
-          'request completed',
-        ),
+      accessLog.info(
+        {
+          reqId: requestId,
+          method: req.method,
+          url: req.originalUrl.split('?')[0],
+          status: res.statusCode,
+          cache: res.getHeader('X-Cache'),
+          ms: Math.round(seconds * 1e4) / 10,
+        },
+        'request completed',
       );
     });
     requestContext.run({ requestId }, next);

@@ -10,6 +10,7 @@ import type { Pipeline, UpscaleResult } from '../pipeline/index.js';
 import type { MissLimiter } from '../security/index.js';
 import { verifyPath } from '../security/index.js';
 import { RequestError } from './errors.js';
+import type { FastLane } from './fast-lane.js';
 import { asImage, IMMUTABLE, matchesEtag, rawQuery } from './headers.js';
 
 export interface UpscaleRoutesOptions {
@@ -21,6 +22,8 @@ export interface UpscaleRoutesOptions {
   metrics?: MetricsRecorder;
   /** `GET /upscale/url/…`: resolves an origin URL to a source hash; undefined when the route is off. */
   resolveUrl?: (url: string) => Promise<string>;
+  /** Remembers what was served, so the next identical request is answered before Express. */
+  fastLane?: Pick<FastLane, 'remember'>;
 }
 
 /** 403 unless the URL, as sent, carries a valid `sig` for one of the keys. */
@@ -117,6 +120,7 @@ export function mountUpscaleRoutes(router: Router, options: UpscaleRoutesOptions
     }
     metrics?.served(result);
     writeResult(res, result, head);
+    options.fastLane?.remember(req.originalUrl, req.get('accept'), result);
   }
 
   router.get('/upscale/url/:encoded', signed, async (req, res) => {
