@@ -12,7 +12,10 @@
  *
  * Reads are checked: a file that is short, garbled or fails its checksum is a miss, is removed and
  * logged at warn; the pipeline then redoes the work (for a paid master: pays again, which is why
- * the checksum exists: serving a corrupt image forever would be worse).
+ * the checksum exists: serving a corrupt image forever would be worse). A hit is one read, and a
+ * file's sha256 is computed once per process (its first read): hashing every hit cost more than
+ * the read itself, and a file that verified is not rewritten except through `set`. The trade-off:
+ * bytes that rot after their first read in this process are caught by the next process.
  *
  * Size: a running total is kept in memory, seeded by a scan of the directory that runs in the
  * background (`ready()`). When a write takes the total past `maxBytes`, eviction runs shortly after
@@ -22,7 +25,8 @@
  * tier keeps them and warns (once per `overBudgetWarnIntervalMs` while it lasts).
  */
 import { randomBytes } from 'node:crypto';
-import { mkdir, open, readdir, rename, stat, unlink, type FileHandle } from 'node:fs/promises';
+import { mkdir, open, readdir, readFile, rename, stat, unlink, type FileHandle } from 'node:fs/promises';
+import { LRUCache } from 'lru-cache';
 import { join } from 'node:path';
 import { createDebouncedTask } from '../debounced-task.js';
 import type { Logger } from '../logger.js';
@@ -171,6 +175,8 @@ export function createDiskTier(options: DiskTierOptions): DiskTier {
   const log = logger.child({ tier: 'disk' });
 
   const index = new Map<string, IndexEntry>();
+  /** Keys whose file this process has hashed and found whole (bounded: a miss only costs a hash). */
+  const verified = new LRUCache<string, true>({ max: 100_000 });
   let totalBytes = 0;
   /** Keys with a write in flight: eviction and the scan leave them alone. */
   const writing = new Map<string, number>();
@@ -193,6 +199,7 @@ export function createDiskTier(options: DiskTierOptions): DiskTier {
   }
 
   function drop(key: string): void {
+    verified.delete(key);
     const previous = index.get(key);
     if (previous) {
       totalBytes -= previous.bytes;
@@ -355,31 +362,35 @@ export function createDiskTier(options: DiskTierOptions): DiskTier {
     const parsed = parseCacheKey(key);
     if (!parsed) return undefined;
     const { file } = locate(parsed.kind, parsed.hash);
-    let handle: FileHandle | undefined;
     let frame: Buffer;
-    let ino: number;
     try {
-      handle = await open(file, 'r');
-      ino = (await handle.stat()).ino;
-      frame = await handle.readFile();
+      // One read per hit: open, read and close in one call; the inode is looked up only for the
+      // rare file that must be removed.
+      frame = await readFile(file);
     } catch (error) {
       if (errorCode(error) !== 'ENOENT') log.warn({ err: error, key }, 'could not read a disk cache file');
       return undefined;
-    } finally {
-      await handle?.close().catch(() => undefined);
     }
-    const decoded = decodeFrame(frame, { requireChecksum: true });
+    // A file is hashed once per process: entries are written whole under content-addressed keys,
+    // so a file that verified stays what it was (a rewrite goes through `set`, which forgets it).
+    const checked = verified.has(key);
+    const decoded = decodeFrame(frame, { requireChecksum: true, verify: !checked });
     if ('error' in decoded || decoded.entry.meta.kind !== parsed.kind) {
       const reason = 'error' in decoded ? decoded.error : 'kind does not match its folder';
       log.warn({ key, reason, bytes: frame.length }, 'removed a corrupt disk cache file');
+      verified.delete(key);
       if (index.has(key)) drop(key);
-      await removeIfUnchanged(file, ino);
+      const ino = await stat(file).then((s) => s.ino, () => undefined);
+      if (ino !== undefined) await removeIfUnchanged(file, ino);
       return undefined;
     }
+    if (!checked) verified.set(key, true);
     const now = clock();
     if (isExpired(decoded.entry.meta, now)) {
+      verified.delete(key);
       if (index.has(key)) drop(key);
-      void removeIfUnchanged(file, ino);
+      const ino = await stat(file).then((s) => s.ino, () => undefined);
+      if (ino !== undefined) void removeIfUnchanged(file, ino);
       return undefined;
     }
     const known = index.get(key);
@@ -409,6 +420,8 @@ export function createDiskTier(options: DiskTierOptions): DiskTier {
         await handle.close();
       }
       await rename(temp, file);
+      // A new file: its first read hashes it again (what is on the disk is what counts).
+      verified.delete(key);
       if (isDurableKind(parsed.kind)) await syncDirectory(folder);
       put(key, indexEntry(entry.meta, header.length + entry.data.length, clock()));
     } catch (error) {

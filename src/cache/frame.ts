@@ -95,7 +95,11 @@ export function parseHeader(json: Buffer): FrameHeader | { error: string } {
  * The entry in `frame`, or why it is unusable. `data` is a view into `frame` (no copy).
  * `requireChecksum`: a frame without `sha256` is refused (the disk tier always writes one).
  */
-export function decodeFrame(frame: Buffer, options: { requireChecksum: boolean }): { entry: CacheEntry } | { error: string } {
+/**
+ * `requireChecksum`: a frame without one is an error. `verify` (default true): hash the data and
+ * compare; false skips the hash (a file this process has verified already, see the disk tier).
+ */
+export function decodeFrame(frame: Buffer, options: { requireChecksum: boolean; verify?: boolean }): { entry: CacheEntry } | { error: string } {
   const prefix = readPrefix(frame);
   if ('error' in prefix) return prefix;
   const dataStart = PREFIX_BYTES + prefix.headerBytes;
@@ -105,6 +109,6 @@ export function decodeFrame(frame: Buffer, options: { requireChecksum: boolean }
   const data = frame.subarray(dataStart);
   if (data.length !== header.length) return { error: `holds ${data.length} data bytes, header says ${header.length}` };
   if (header.sha256 === undefined && options.requireChecksum) return { error: 'no checksum' };
-  if (header.sha256 !== undefined && sha256Hex(data) !== header.sha256) return { error: 'checksum mismatch' };
+  if (header.sha256 !== undefined && options.verify !== false && sha256Hex(data) !== header.sha256) return { error: 'checksum mismatch' };
   return { entry: { data, meta: header.meta } };
 }
