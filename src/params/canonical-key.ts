@@ -35,6 +35,8 @@ export interface VariantSpec {
   width?: number;
   height?: number;
   fit: string;
+  /** The output stage's own settings that change bytes (`ENCODER_VERSION`, AVIF effort). */
+  encoder?: string;
 }
 
 /** Identity of one encoded output of a master. Also its strong ETag. */

@@ -98,6 +98,7 @@ const isRejection = (error: unknown) => error instanceof CdnError && error.statu
 export function createPipeline(options: PipelineOptions) {
   const { engine, limiter, cache, sources, logger } = options;
   const observer = options.observer ?? {};
+  const encoder = { avifEffort: options.avifEffort };
   const now = options.now ?? Date.now;
   const masters = new SingleFlight<MasterOutcome>();
   const variants = new SingleFlight<UpscaleResult>();
@@ -222,7 +223,7 @@ export function createPipeline(options: PipelineOptions) {
   async function produce(request: UpscaleRequest, plan: OutputPlan, how: ProduceOptions): Promise<UpscaleResult> {
     const { engine: eng, ttlSeconds } = how;
     const mKey = masterKey(request.source, eng.id, request.clarity, eng.honors);
-    const vKey = variantKey(mKey, variantSpec(plan));
+    const vKey = variantKey(mKey, variantSpec(plan, encoder));
     const base = { etag: vKey, vary: plan.vary, engine: eng.id, ignored: ignoredBy(request, eng) };
     // A HEAD does not wait on work it may not start, nor on a GET's: it answers from what is stored.
     if (!how.engineAllowed && variants.has(vKey)) throw new NotCached();
@@ -284,7 +285,7 @@ export function createPipeline(options: PipelineOptions) {
     if (!info) throw sourceNotFound(request.source, 'hash');
     checkOutputSize(info, request, options.outputMaxPixels);
     const plan = planOutput(request.output, accept, info.hasAlpha);
-    const etag = variantKey(masterKey(request.source, engine.id, request.clarity, engine.honors), variantSpec(plan));
+    const etag = variantKey(masterKey(request.source, engine.id, request.clarity, engine.honors), variantSpec(plan, encoder));
     return { request, plan, etag, vary: plan.vary, ignored: ignoredBy(request, engine) };
   }
 

@@ -56,11 +56,26 @@ export function planOutput(output: OutputParams, accept: string | undefined, has
 }
 
 /**
+ * Bumped whenever the output stage would write different bytes for the same plan (a new default,
+ * a new sharp option): part of every variant key, so old variants are not served as new ones, and
+ * instances on different versions sharing Redis do not overwrite each other's.
+ */
+export const ENCODER_VERSION = 1;
+
+/** The encoder settings that change bytes without being part of the request. */
+export interface EncoderSettings {
+  /** `AVIF_EFFORT`. */
+  avifEffort: number;
+}
+
+/**
  * The plan's cache identity alone. `variantKey` hashes every own property it is given, and `vary`
  * and `contentType` follow from how the format was chosen, not from the bytes: `format=webp` and
- * `format=auto` resolved to webp render the same variant and should share its key.
+ * `format=auto` resolved to webp render the same variant and should share its key. The encoder's
+ * own settings are in it: changing `AVIF_EFFORT` makes new AVIF variants rather than serving the
+ * old ones (decided, rather than left to drift).
  */
-export function variantSpec(plan: OutputPlan): VariantSpec {
+export function variantSpec(plan: OutputPlan, encoder: EncoderSettings): VariantSpec {
   const { vary: _vary, contentType: _contentType, ...spec } = plan;
-  return spec;
+  return { ...spec, encoder: plan.format === 'avif' ? `v${ENCODER_VERSION}/effort${encoder.avifEffort}` : `v${ENCODER_VERSION}` };
 }

@@ -78,9 +78,18 @@ describe('planOutput', () => {
     const explicit = planOutput(out({ format: 'webp', w: 100 }), undefined, false);
     const negotiated = planOutput(out({ w: 100 }), 'image/webp,*/*', false);
     expect(negotiated.vary).toBe(true);
-    expect(variantSpec(explicit)).toEqual({ format: 'webp', quality: 80, width: 100, fit: 'inside' });
-    expect(variantKey('m', variantSpec(explicit))).toBe(variantKey('m', variantSpec(negotiated)));
-    // The whole plan, as the pipeline passes it today, forks the key on `vary`.
+    const encoder = { avifEffort: 2 };
+    expect(variantSpec(explicit, encoder)).toEqual({ format: 'webp', quality: 80, width: 100, fit: 'inside', encoder: 'v1' });
+    expect(variantKey('m', variantSpec(explicit, encoder))).toBe(variantKey('m', variantSpec(negotiated, encoder)));
+    // The whole plan would fork the key on `vary`.
     expect(variantKey('m', explicit)).not.toBe(variantKey('m', negotiated));
+  });
+
+  it('the encoder settings that change bytes are in the key: AVIF effort for AVIF only', () => {
+    const avif = planOutput(out({ format: 'avif', w: 100 }), undefined, false);
+    const webp = planOutput(out({ format: 'webp', w: 100 }), undefined, false);
+    const key = (plan: typeof avif, avifEffort: number) => variantKey('m', variantSpec(plan, { avifEffort }));
+    expect(key(avif, 2)).not.toBe(key(avif, 4));
+    expect(key(webp, 2)).toBe(key(webp, 4));
   });
 });
