@@ -158,8 +158,13 @@ const VARIABLES = {
   },
   AVIF_EFFORT: {
     schema: int(0, 9),
-    default: '2',
-    doc: 'AVIF encoder effort (0-9): 4 is sharp\'s default but takes seconds per image (bench/RESULTS.md).',
+    default: '4',
+    doc: 'AVIF encoder effort (0-9) of the variants kept: 4 is sharp\'s default (the smallest files for the time); it takes seconds per large image, which `AVIF_DRAFT_EFFORT` hides.',
+  },
+  AVIF_DRAFT_EFFORT: {
+    schema: int(0, 9),
+    default: '0',
+    doc: 'A visitor\'s new AVIF variant is first answered at this effort (no-store, `X-Upscale-Status: pending`) while the `AVIF_EFFORT` one is made; equal to `AVIF_EFFORT`: no drafts.',
   },
   REDIS_URL: {
     schema: z.string().regex(/^rediss?:\/\//, 'expected a redis:// or rediss:// URL'),

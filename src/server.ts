@@ -182,6 +182,7 @@ export async function buildServer(config: Config, options: BuildOptions = {}): P
     failedTtlSeconds: config.FAILED_TTL_SECONDS,
     outputMaxPixels: config.OUTPUT_MAX_PIXELS,
     avifEffort: config.AVIF_EFFORT,
+    avifDraftEffort: config.AVIF_DRAFT_EFFORT,
     ...(fallback ? { fallback } : {}),
     placeholder: { kind: config.PLACEHOLDER, afterMs: config.PLACEHOLDER_AFTER_MS, ...(embedded ? { local: embedded } : {}) },
   });

@@ -130,7 +130,7 @@ export function createFastLane(options: FastLaneOptions): FastLane {
 
     remember(url, accept, result) {
       // Only the immutable, final answers of the primary path.
-      if (result.placeholder || result.fallback || result.maxAgeSeconds !== undefined) return;
+      if (result.placeholder || result.draft || result.fallback || result.maxAgeSeconds !== undefined) return;
       const etag = `"${result.etag}"`;
       const shared: OutgoingHttpHeaders = {
         ...IMAGE_SECURITY,

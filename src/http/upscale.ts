@@ -64,7 +64,7 @@ function writeResult(res: Response, result: UpscaleResult, head: boolean): void 
   asImage(res);
   res.setHeader('Content-Type', result.contentType);
   res.setHeader('Content-Length', String(result.data.length));
-  if (result.placeholder) {
+  if (result.placeholder || result.draft) {
     // A stand-in: no validator and no-store, so no cache in front keeps it as the real image.
     res.setHeader('Cache-Control', 'no-store');
     res.setHeader('X-Upscale-Status', 'pending');

@@ -14,7 +14,7 @@ import { CdnError } from '../errors.js';
 import type { Engine, EngineResult, SourceImage } from '../engines/types.js';
 import { PARAMS, masterKey, variantKey, type UpscaleRequest } from '../params/index.js';
 import { SourceNotFoundError, type SourceInfo } from '../sources/index.js';
-import { decodes, planOutput, renderVariant, variantSpec, type OutputPlan } from '../transform/index.js';
+import { decodes, planOutput, renderVariant, variantSpec, type OutputPlan, type RenderedVariant } from '../transform/index.js';
 import { OutputTooLargeError, RememberedRejectionError, UpscaleTimeoutError } from './errors.js';
 import type { Lane, Limiter } from './limiter.js';
 import { SingleFlight } from '../single-flight.js';
@@ -33,6 +33,12 @@ export interface PipelineOptions {
   /** Largest master, in pixels. */
   outputMaxPixels: number;
   avifEffort: number;
+  /**
+   * A visitor's new AVIF variant is first encoded at this effort and answered as a draft while
+   * the `avifEffort` one is made behind it (AVIF at sharp's default effort takes seconds). Equal
+   * to `avifEffort` (or absent): no drafts.
+   */
+  avifDraftEffort?: number;
   /**
    * Served when the primary engine is out of credits, refused, or down past its retries: the
    * result is cached for `ttlSeconds` only, so the real one replaces it once the upstream is back.
@@ -81,6 +87,8 @@ interface ProduceOptions {
   engineAllowed: boolean;
   admitMiss?: UpscaleOptions['admitMiss'];
   lane: Lane;
+  /** A slow AVIF encode may be answered with a draft first (visitors' GETs only). */
+  drafts?: boolean;
 }
 
 interface MasterOutcome {
@@ -102,6 +110,8 @@ export function createPipeline(options: PipelineOptions) {
   const now = options.now ?? Date.now;
   const masters = new SingleFlight<MasterOutcome>();
   const variants = new SingleFlight<UpscaleResult>();
+  /** Full-effort encodes made behind a draft: one per variant at a time. */
+  const finals = new SingleFlight<void>();
   /** Engine calls made, by engine id: what a paid engine bills. */
   const engineCalls: Record<string, number> = {};
   /** Successful primary-engine calls and their total seconds: the basis of wait estimates. */
@@ -111,6 +121,21 @@ export function createPipeline(options: PipelineOptions) {
     const image = await sources.get(hash);
     if (!image) throw sourceNotFound(hash, param);
     return image;
+  }
+
+  /** A rendered variant as a cache entry: the engine that made its master, and the fallback's TTL. */
+  function variantEntry(rendered: RenderedVariant, masterEntry: CacheEntry, engineId: string, ttlSeconds: number | undefined): CacheEntry {
+    return {
+      data: rendered.data,
+      meta: {
+        kind: 'variant',
+        contentType: rendered.contentType,
+        width: rendered.width,
+        height: rendered.height,
+        attrs: { engine: String(masterEntry.meta.attrs?.engine ?? engineId) },
+        ...(ttlSeconds !== undefined ? { expiresAt: now() + ttlSeconds * 1000 } : {}),
+      },
+    };
   }
 
   /** Joins identical work in flight, or starts it; a joiner never inherits the starter's `OwnRefusal`. */
@@ -236,6 +261,27 @@ export function createPipeline(options: PipelineOptions) {
       }
       const master = await getMaster(mKey, request, how);
       const started = process.hrtime.bigint();
+      const draftEffort = options.avifDraftEffort;
+      if (how.drafts && plan.format === 'avif' && draftEffort !== undefined && draftEffort < options.avifEffort) {
+        // A fast first answer now, the better one after: the full-effort encode runs behind it,
+        // stored under the real key; the draft is no-store and never carries the real ETag.
+        const draft = await renderVariant(master.entry.data, plan, { avifEffort: draftEffort });
+        void finals
+          .run(vKey, async () => {
+            const final = await renderVariant(master.entry.data, plan, { avifEffort: options.avifEffort });
+            await cache.set(`variant:${vKey}`, variantEntry(final, master.entry, eng.id, ttlSeconds));
+            logger.info({ variantKey: vKey, bytes: final.data.length, draftBytes: draft.data.length }, 'full-effort AVIF stored behind its draft');
+          })
+          .promise.catch((e: unknown) => logger.warn({ err: e, masterKey: mKey }, 'could not make the full-effort AVIF behind a draft'));
+        return {
+          ...base,
+          ...fromEntry(variantEntry(draft, master.entry, eng.id, ttlSeconds)),
+          cache: master.tier === 'engine' ? 'MISS' : 'HIT',
+          tier: master.tier === 'engine' ? 'engine' : `${master.tier}+transform`,
+          timings: { ...(master.engineMs !== undefined ? { engineMs: master.engineMs } : {}), transformMs: MS(started) },
+          draft: true,
+        } satisfies UpscaleResult;
+      }
       let rendered;
       try {
         rendered = await renderVariant(master.entry.data, plan, { avifEffort: options.avifEffort });
@@ -249,17 +295,7 @@ export function createPipeline(options: PipelineOptions) {
         throw error;
       }
       const transformMs = MS(started);
-      const entry: CacheEntry = {
-        data: rendered.data,
-        meta: {
-          kind: 'variant',
-          contentType: rendered.contentType,
-          width: rendered.width,
-          height: rendered.height,
-          attrs: { engine: String(master.entry.meta.attrs?.engine ?? eng.id) },
-          ...(ttlSeconds !== undefined ? { expiresAt: now() + ttlSeconds * 1000 } : {}),
-        },
-      };
+      const entry = variantEntry(rendered, master.entry, eng.id, ttlSeconds);
       // Variants are cheap to redo: storing one must not fail the response. A TTL of 0 (a
       // fallback that must not be cached) stores nothing.
       if (ttlSeconds !== 0) {
@@ -296,7 +332,8 @@ export function createPipeline(options: PipelineOptions) {
    */
   async function upscale(prepared: PreparedUpscale, upscaleOptions: UpscaleOptions = {}): Promise<UpscaleResult> {
     const { request, plan } = prepared;
-    const primary = { engine, limiter, engineAllowed: true, lane: 'visitor' as Lane, ...upscaleOptions };
+    const lane = upscaleOptions.lane ?? 'visitor';
+    const primary = { engine, limiter, engineAllowed: true, ...upscaleOptions, lane, drafts: lane === 'visitor' };
     const work = produce(request, plan, primary).catch(async (error: unknown) => {
       if (error instanceof NotAdmitted) throw error.cause;
       const fb = options.fallback;

@@ -41,6 +41,8 @@ export interface UpscaleResult {
   fallback?: boolean;
   /** A stand-in while the real image is made: never cached, never carries the real ETag. */
   placeholder?: boolean;
+  /** A fast low-effort AVIF while the full-effort one is made: no-store, no ETag, like a placeholder. */
+  draft?: boolean;
   maxAgeSeconds?: number;
 }
 

@@ -7,9 +7,10 @@
  * would see.
  *
  * `UPDATE_SCREENSHOT=1` writes the finished comparison to docs/playground.png (committed, shown in
- * the README); otherwise the screenshot goes to a temp dir, so a plain run changes no file.
+ * the README); otherwise the screenshot is taken into a temp dir (removed after), so a plain run
+ * still proves it can be made and changes no file.
  */
-import { mkdir, writeFile } from 'node:fs/promises';
+import { mkdir, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { chromium, type Browser, type ConsoleMessage, type Page } from 'playwright-core';
 import sharp from 'sharp';
@@ -21,7 +22,7 @@ import { astronautJpeg } from '../helpers/images.js';
 /** Never a downloaded browser: the system's (CI installs Debian's `chromium`). */
 const CHROMIUM = '/usr/bin/chromium';
 /** The local model on two shared cores: a 128² image takes a few seconds, a cold one more. */
-const RESULT_TIMEOUT_MS = 25_000;
+const RESULT_TIMEOUT_MS = 45_000;
 const SCREENSHOT = new URL('../../docs/playground.png', import.meta.url);
 
 let server: TestServer;
@@ -48,7 +49,7 @@ beforeAll(async () => {
   const context = await browser.newContext({ viewport: { width: 1280, height: 900 }, deviceScaleFactor: 1 });
   await context.grantPermissions(['clipboard-read', 'clipboard-write'], { origin: base });
   page = await context.newPage();
-  page.setDefaultTimeout(15_000);
+  page.setDefaultTimeout(20_000);
   page.on('console', (m: ConsoleMessage) => {
     if (m.type() === 'error') problems.push(`console: ${m.text()} (${m.location().url})`);
   });
@@ -62,8 +63,10 @@ beforeAll(async () => {
 afterAll(async () => {
   await browser?.close();
   if (server) await stopTestServer(server);
+  if (dir) await rm(dir, { recursive: true, force: true });
 });
 
+// One page through both tests, in order: the second starts where the first left off (a result shown).
 describe('playground', () => {
   it('uploads, generates with two changed fields, compares, and copies a URL that serves what it showed', async () => {
     await page.goto(`${base}/`);
@@ -75,7 +78,7 @@ describe('playground', () => {
     const uploaded = page.waitForRequest((r) => r.method() === 'POST' && new URL(r.url()).pathname === '/sources');
     await page.setInputFiles('#file', photo);
     expect((await uploaded).headers()['content-type']).toBe('image/jpeg');
-    await page.locator('#current-info', { hasText: '128 × 128 · jpeg' }).waitFor();
+    await page.locator('#current', { hasText: '128 × 128 · jpeg' }).waitFor();
     await page.locator('#recent button[aria-pressed="true"]').waitFor();
 
     // scale_factor by keyboard, as a user without a mouse would: 2 → 1.5 in steps of 0.05.
@@ -99,7 +102,7 @@ describe('playground', () => {
     });
     expect(natural).toEqual([192, 192]);
     expect(await shown('r-size')).toBe('192 × 192');
-    expect(await shown('r-type')).toBe('image/avif');
+    expect(await shown('r-format')).toBe('image/avif');
     expect(await shown('r-engine')).toBe('local:esrgan-slim');
     expect(await shown('status')).toMatch(/^Done in [\d.]+ s\.$/);
 
@@ -152,7 +155,8 @@ describe('playground', () => {
   });
 
   it("shows a refused value's problem detail next to the control it names", async () => {
-    const refused = (path: string) => (m: string) => m === `response: 400 POST ${path}` || (m.startsWith('console: Failed to load resource: the server responded with a status of 400') && m.endsWith(`${base}${path})`));
+    // Chromium logs every 4xx fetch as a console error: those two are expected, nothing else.
+    const refused = (m: string) => m === 'response: 400 POST /jobs' || (m.startsWith('console: Failed to load resource: the server responded with a status of 400') && m.endsWith(`${base}/jobs)`));
 
     // An output field: variants[0].w
     await page.locator('#f-w').fill('0');
@@ -176,8 +180,7 @@ describe('playground', () => {
     expect(await wError.isVisible()).toBe(false);
     expect(await page.locator('#banner').isVisible()).toBe(false);
 
-    // The two 400s are the only things the browser reported.
-    expect(problems.filter((m) => !refused('/jobs')(m))).toEqual([]);
-    expect(problems.filter(refused('/jobs')).length).toBe(4);
+    expect(problems.filter((m) => !refused(m))).toEqual([]);
+    expect(problems.filter((m) => m === 'response: 400 POST /jobs')).toHaveLength(2);
   });
 });

@@ -93,8 +93,24 @@ describe('placeholders', () => {
     const { server, hash } = await start({ PLACEHOLDER: 'lanczos' });
     const first = await get(server, `/upscale/${hash}?scale=2&format=png&placeholder=none`);
     expect(first.headers['x-upscale-status']).toBe('final');
-    const other = await get(server, `/upscale/${hash}?scale=2&format=avif&w=20`);
+    const other = await get(server, `/upscale/${hash}?scale=2&format=webp&w=20`);
     expect(other.headers).toMatchObject({ 'x-upscale-status': 'final', 'x-cache': 'HIT; tier=memory+transform' });
+    expect(fake.submits).toHaveLength(1);
+  });
+
+  it('a new AVIF variant is answered at once as a draft; the full-effort one replaces it', async () => {
+    const { server, hash } = await start();
+    const path = `/upscale/${hash}?scale=2&format=avif`;
+    await get(server, `/upscale/${hash}?scale=2&format=png`);
+    const stored = server.waitForLog('full-effort AVIF stored behind its draft');
+    const draft = await get(server, path);
+    expect(draft.headers).toMatchObject({ 'x-upscale-status': 'pending', 'cache-control': 'no-store', 'content-type': 'image/avif' });
+    expect(draft.headers['etag']).toBeUndefined();
+    expect(await sharp(draft.body as Buffer).metadata()).toMatchObject({ format: 'heif', width: 32, height: 24 });
+    await stored;
+    const final = await get(server, path);
+    expect(final.headers).toMatchObject({ 'x-upscale-status': 'final', 'cache-control': 'public, max-age=31536000, immutable', 'x-cache': 'HIT; tier=memory' });
+    expect(final.headers['etag']).toMatch(/^"[0-9a-f]{64}"$/);
     expect(fake.submits).toHaveLength(1);
   });
 });

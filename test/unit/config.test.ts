@@ -52,7 +52,8 @@ describe('defaults', () => {
       LOCAL_WORKERS: 2,
       LOCAL_TILE_SIZE: 128,
       LOCAL_TILE_OVERLAP: 16,
-      AVIF_EFFORT: 2,
+      AVIF_EFFORT: 4,
+      AVIF_DRAFT_EFFORT: 0,
       REDIS_PREFIX: 'clarity-cdn',
       REDIS_MASTER_TTL_SECONDS: 2_592_000, // 30 days
       REDIS_VARIANT_TTL_SECONDS: 604_800, // 7 days
