@@ -175,8 +175,8 @@ function buildControls(config) {
   const clarity = h('fieldset', { class: 'plain', disabled: config.onlyPresets });
   if (config.onlyPresets) clarity.append(h('p', { class: 'hint', text: 'Upscale fields come from presets only here (ONLY_PRESETS).' }));
   const ignored = h('details', { class: 'more' });
-  // Jobs refuse `placeholder` (a job waits for the real image), so it gets no control.
-  for (const f of config.fields.filter((field) => field.name !== 'placeholder')) {
+  // Fields jobs refuse (`placeholder`: a job waits for the real image) get no control.
+  for (const f of config.fields.filter((field) => field.jobs !== false)) {
     (f.group === 'output' ? $('output') : f.ignored ? ignored : clarity).append(add(f));
   }
   if (ignored.childElementCount > 0) {
@@ -234,17 +234,10 @@ async function register(body, contentType) {
 const upload = (file) => file && register(file, file.type || 'application/octet-stream');
 const imageIn = (files) => [...(files ?? [])].find((f) => f.type.startsWith('image/'));
 
-async function pickRecent(hash) {
+function pickRecent(info) {
   clearErrors();
-  const info = { hash };
   setSource(info);
-  // The list holds hashes only: format and bytes from the headers, dimensions from the image.
-  $('before').addEventListener('load', () => state.source === hash && showSourceInfo(info), { once: true });
-  const res = await fetch(`/sources/${hash}`, { method: 'HEAD' });
-  if (!res.ok) return showAt('err-source', `That source is no longer stored (HTTP ${res.status}).`);
-  info.format = (res.headers.get('content-type') ?? '').replace('image/', '');
-  info.bytes = Number(res.headers.get('content-length') ?? 0);
-  if (state.source === hash) showSourceInfo(info);
+  showSourceInfo(info);
 }
 
 async function loadRecent() {
@@ -252,10 +245,10 @@ async function loadRecent() {
   const res = await api('/playground/sources');
   const list = res.ok ? res.body.sources : [];
   $('recent').replaceChildren(
-    ...list.map((hash) => {
-      const attrs = { type: 'button', 'data-hash': hash, title: hash, 'aria-label': `Source ${hash.slice(0, 12)}`, 'aria-pressed': String(hash === state.source) };
-      const button = h('button', attrs, h('img', { src: `/sources/${hash}`, alt: '', loading: 'lazy' }));
-      button.addEventListener('click', () => pickRecent(hash));
+    ...list.map((info) => {
+      const attrs = { type: 'button', 'data-hash': info.hash, title: `${info.width} × ${info.height} ${info.format}`, 'aria-label': `Source ${info.hash.slice(0, 12)}`, 'aria-pressed': String(info.hash === state.source) };
+      const button = h('button', attrs, h('img', { src: `/sources/${info.hash}`, alt: '', loading: 'lazy' }));
+      button.addEventListener('click', () => pickRecent(info));
       return h('li', {}, button);
     }),
   );
@@ -424,6 +417,11 @@ async function main() {
   if (!res.ok) return banner(`Could not load the configuration: HTTP ${res.status}`);
   const config = (state.config = res.body);
   $('engine').textContent = `Engine: ${config.engine}${config.paid ? ' (paid: each new payload is billed once)' : ''}${config.signing ? ' · URLs signed by the server' : ''}`;
+  if (!config.jobsAvailable) {
+    // A signing server without ADMIN_TOKEN refuses POST /jobs: say so before anyone presses Generate.
+    $('generate').disabled = true;
+    banner('This server signs its URLs but has no ADMIN_TOKEN, so it takes no jobs: set ADMIN_TOKEN to use the playground.');
+  }
   if (config.adminTokenRequired) {
     $('token-box').hidden = false;
     $('token').value = token();

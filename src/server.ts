@@ -305,6 +305,7 @@ export async function buildServer(config: Config, options: BuildOptions = {}): P
             signing: Boolean(config.SIGNING_KEY),
             urlRoute: Boolean(config.SOURCE_ALLOWED_HOSTS || config.SIGNING_KEY),
             recentSources: (limit: number) => sources.recent(limit),
+            sourceInfo: (hash: string) => sources.head(hash),
           },
         }
       : {}),

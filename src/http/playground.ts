@@ -26,6 +26,8 @@ export interface PlaygroundOptions {
   urlRoute: boolean;
   /** Recently used sources, newest first. */
   recentSources: (limit: number) => string[];
+  /** What is known of a source (the picker shows it without fetching the image). */
+  sourceInfo: (hash: string) => Promise<{ width: number; height: number; format: string; bytes: number } | undefined>;
 }
 
 /** Where the page's files live: `playground/` at the package root (beside `src/` and `dist/`). */
@@ -66,6 +68,8 @@ function fieldsOf(options: PlaygroundOptions) {
     description: spec.description,
     // Output fields cost nothing and apply to every engine; clarity fields only where honored.
     ignored: spec.group === 'clarity' && !options.engine.honors.has(name),
+    // A job waits for the real image: a placeholder is for <img> requests only.
+    jobs: name !== 'placeholder',
   }));
 }
 
@@ -107,6 +111,8 @@ export function mountPlayground(router: Router, options: PlaygroundOptions): voi
       presets: options.presets,
       onlyPresets: options.onlyPresets,
       adminTokenRequired: Boolean(options.adminToken),
+      // POST /jobs refuses a signing server without a token (JOBS_NEED_ADMIN_TOKEN).
+      jobsAvailable: !(options.signing && !options.adminToken),
       signing: options.signing,
       urlSources: true,
       urlRoute: options.urlRoute,
@@ -115,8 +121,14 @@ export function mountPlayground(router: Router, options: PlaygroundOptions): voi
 
   // The recent-sources picker: a list of hashes is a list of what can be upscaled, so it takes
   // the admin token when one is set.
-  router.get('/playground/sources', requireAdmin(options.adminToken, 'the recent sources list'), (_req, res) => {
+  router.get('/playground/sources', requireAdmin(options.adminToken, 'the recent sources list'), async (_req, res) => {
     res.setHeader('Cache-Control', 'no-store');
-    res.json({ sources: options.recentSources(24) });
+    const known = await Promise.all(
+      options.recentSources(24).map(async (hash) => {
+        const info = await options.sourceInfo(hash);
+        return info ? { hash, width: info.width, height: info.height, format: info.format, bytes: info.bytes } : undefined;
+      }),
+    );
+    res.json({ sources: known.filter((s) => s !== undefined) });
   });
 }
