@@ -171,6 +171,16 @@ const VARIABLES = {
     secret: true,
     doc: 'Enables the shared Redis tier.',
   },
+  CLUSTER_MODE: {
+    schema: z.enum(['none', 'bullmq']),
+    default: 'none',
+    doc: '`bullmq` (needs `REDIS_URL`): masters are made through one BullMQ queue, so de-duplication, the upstream limits, the lanes and never-pay-twice hold across instances.',
+  },
+  CLUSTER_WORKER: {
+    schema: bool,
+    default: 'true',
+    doc: 'In cluster mode, whether `serve` also runs a queue worker; `false` for HTTP-only instances (run `clarity-cdn worker` elsewhere).',
+  },
   REDIS_PREFIX: { schema: z.string().min(1), default: 'clarity-cdn', doc: 'Namespace of every Redis key.' },
   REDIS_MASTER_TTL_SECONDS: { schema: int(1), default: String(30 * 86400), doc: 'TTL of masters in Redis.' },
   REDIS_VARIANT_TTL_SECONDS: { schema: int(1), default: String(7 * 86400), doc: 'TTL of variants in Redis.' },
@@ -335,6 +345,9 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
   }
   if (config.GATEWAY_OPEN && config.SIGNING_KEY && !config.GATEWAY_API_KEYS) {
     problems.push('GATEWAY_OPEN: an open gateway would let anyone start the paid work SIGNING_KEY bounds; set GATEWAY_API_KEYS instead');
+  }
+  if (config.CLUSTER_MODE === 'bullmq' && !config.REDIS_URL) {
+    problems.push('REDIS_URL: required when CLUSTER_MODE=bullmq (the queue lives in Redis)');
   }
   if (config.ONLY_PRESETS && !config.PRESETS_FILE) {
     problems.push('PRESETS_FILE: required when ONLY_PRESETS=true');

@@ -32,6 +32,11 @@ import { loadPresetsFile } from './params/index.js';
 import { createLimiter, createPipeline, type Limiter } from './pipeline/index.js';
 import { createFileDailyCounter } from './pipeline/daily-counter.js';
 import { createTierJournal } from './pipeline/tier-journal.js';
+import { createRedisDailyCounter } from './pipeline/daily-counter.js';
+import { createPassThroughLimiter, type PipelineOptions } from './pipeline/index.js';
+import { createBullQueue } from './queue/bullmq.js';
+import { createBullWorker, type BullWorker } from './queue/worker.js';
+import { Redis } from 'ioredis';
 import { createGuardedAgent, createMissLimiter } from './security/index.js';
 import { createOriginFetcher, createOriginSources, createSourceStore, type SourceInfo, type SourceStore } from './sources/index.js';
 import { createJobs, createWebhookSender, openJobStore, type Jobs } from './jobs/index.js';
@@ -171,10 +176,9 @@ export async function buildServer(config: Config, options: BuildOptions = {}): P
     sources,
     ...(config.UPSTREAM_PRICE_USD !== undefined ? { pricePerCallUsd: config.UPSTREAM_PRICE_USD } : {}),
   });
-  const pipeline = createPipeline({
+  const common = {
     observer: metrics.observer,
     engine,
-    limiter,
     cache,
     sources,
     logger,
@@ -183,7 +187,15 @@ export async function buildServer(config: Config, options: BuildOptions = {}): P
     outputMaxPixels: config.OUTPUT_MAX_PIXELS,
     avifEffort: config.AVIF_EFFORT,
     avifDraftEffort: config.AVIF_DRAFT_EFFORT,
+  };
+  // Cluster mode: masters are made through one BullMQ queue for every instance (its budget, its
+  // priorities, its stalled-job recovery); this instance waits for them, and may also work.
+  const cluster = config.CLUSTER_MODE === 'bullmq' ? buildCluster(config, common, logger) : undefined;
+  const pipeline = createPipeline({
+    ...common,
+    limiter,
     ...(fallback ? { fallback } : {}),
+    ...(cluster ? { queue: cluster.queue } : {}),
     placeholder: { kind: config.PLACEHOLDER, afterMs: config.PLACEHOLDER_AFTER_MS, ...(embedded ? { local: embedded } : {}) },
   });
 
@@ -198,6 +210,16 @@ export async function buildServer(config: Config, options: BuildOptions = {}): P
     },
     { name: 'engine', critical: true, check: async () => ({ ok: true, detail: engine.id }) },
   ];
+  if (cluster) {
+    readiness.push({
+      name: 'queue',
+      critical: false,
+      async check() {
+        const stats = await cluster.queue.stats();
+        return { ok: stats.workers > 0, detail: `${stats.workers} workers, ${stats.waiting} waiting, ${stats.active} active` };
+      },
+    });
+  }
   if (redis) {
     readiness.push({
       name: 'redis',
@@ -397,6 +419,7 @@ export async function buildServer(config: Config, options: BuildOptions = {}): P
         }
         clearInterval(pruning);
         await webhooks.close();
+        await cluster?.close();
         await pipeline.close();
         await originAgent.close();
         await sources.close();
@@ -424,4 +447,51 @@ function listenError(error: NodeJS.ErrnoException, port: number, host: string): 
 /** A start-up failure whose message is the whole story (no stack trace). */
 export class StartupError extends Error {
   override name = 'StartupError';
+}
+
+/**
+ * The queue every instance shares, and (unless `CLUSTER_WORKER=false`) a worker: its own pipeline
+ * runs the engine directly, since BullMQ is the limiter (slots, rate, lanes, 429 pauses), and
+ * spends the cluster's daily budget, counted in Redis.
+ */
+function buildCluster(config: Config, common: Omit<PipelineOptions, 'limiter'>, logger: Logger) {
+  const redisUrl = config.REDIS_URL as string;
+  const queue = createBullQueue({
+    redisUrl,
+    prefix: config.REDIS_PREFIX,
+    isStored: (masterKey) => common.cache.has(`master:${masterKey}`),
+    logger,
+  });
+  let worker: BullWorker | undefined;
+  let counter: Redis | undefined;
+  if (config.CLUSTER_WORKER) {
+    counter = new Redis(redisUrl, { maxRetriesPerRequest: 2, lazyConnect: false });
+    counter.on('error', (error: Error) => logger.warn({ err: error }, 'cluster daily counter: redis error'));
+    const daily =
+      resolveEngine(config) === 'segmind' && config.UPSTREAM_DAILY_LIMIT !== undefined
+        ? { limit: config.UPSTREAM_DAILY_LIMIT, counter: createRedisDailyCounter(counter, config.REDIS_PREFIX) }
+        : undefined;
+    const working = createPipeline({
+      ...common,
+      limiter: createPassThroughLimiter({ ...(daily ? { daily } : {}), pause: (ms) => worker?.pause(ms) }),
+    });
+    worker = createBullWorker({
+      redisUrl,
+      prefix: config.REDIS_PREFIX,
+      concurrency: config.UPSTREAM_CONCURRENCY,
+      perMinute: config.UPSTREAM_RPM,
+      make: async (job) => {
+        await working.master({ source: job.source, clarity: job.params, output: { format: 'auto', fit: 'inside' }, given: [] }, job.lane);
+      },
+      logger,
+    });
+  }
+  return {
+    queue,
+    async close() {
+      await worker?.close();
+      await queue.close();
+      counter?.disconnect();
+    },
+  };
 }

@@ -27,6 +27,11 @@ function program(): Command {
     .action(async () => (await import('./serve.js')).serve());
 
   cli
+    .command('worker')
+    .description('cluster mode (CLUSTER_MODE=bullmq): make masters for every instance, without HTTP, until SIGTERM')
+    .action(async () => (await import('./worker.js')).worker());
+
+  cli
     .command('sign')
     .description('print a path (or URL) with its sig, signed with the first SIGNING_KEY')
     .argument('<path>', 'a path and query such as "/upscale/<hash>?scale=2", or a whole http(s) URL')

@@ -38,3 +38,37 @@ export function createFileDailyCounter(dir: string): DailyCounter {
     },
   };
 }
+
+/** The subset of a Redis client the cluster's counter needs (ioredis). */
+export interface CounterRedis {
+  incr(key: string): Promise<number>;
+  decr(key: string): Promise<number>;
+  get(key: string): Promise<string | null>;
+  expire(key: string, seconds: number): Promise<number>;
+}
+
+/**
+ * The cluster's count in Redis (`CLUSTER_MODE=bullmq`): every instance spends one budget, and
+ * `take` is an atomic INCR (given back past the limit), so two workers cannot both take the last
+ * submission. Keys live two days.
+ */
+export function createRedisDailyCounter(redis: CounterRedis, prefix: string): DailyCounter {
+  const key = (day: string) => `${prefix}:daily:${day}`;
+  return {
+    async get(day) {
+      return Number(await redis.get(key(day))) || 0;
+    },
+    async increment(day) {
+      const count = await redis.incr(key(day));
+      await redis.expire(key(day), 2 * 86_400);
+      return count;
+    },
+    async take(day, limit) {
+      const count = await redis.incr(key(day));
+      await redis.expire(key(day), 2 * 86_400);
+      if (count <= limit) return true;
+      await redis.decr(key(day));
+      return false;
+    },
+  };
+}

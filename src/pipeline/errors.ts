@@ -30,3 +30,13 @@ export class RememberedRejectionError extends CdnError {
   readonly code = 'UPSTREAM_REJECTED';
   readonly title = 'Upstream rejected the image';
 }
+
+/**
+ * Cluster mode: a worker stored the master, but this instance cannot read it back (a master over
+ * `REDIS_MAX_VALUE_BYTES` with no object store shared by every instance).
+ */
+export class MasterUnreadableError extends CdnError {
+  readonly status = 503;
+  readonly code = 'MASTER_UNREADABLE';
+  readonly title = 'Master not readable here';
+}

@@ -30,6 +30,25 @@ export interface DailyCounter {
   /** Adds one to `day` (YYYY-MM-DD) and returns the new count. */
   increment(day: string): Promise<number>;
   get(day: string): Promise<number>;
+  /**
+   * Takes one submission if fewer than `limit` were made (atomically, where several processes
+   * share the count); false when the day is spent. Without it: `get`, then `increment`.
+   */
+  take?(day: string, limit: number): Promise<boolean>;
+}
+
+/** Spends one of today's submissions, or throws `DailyLimitError` until UTC midnight. */
+async function spendDaily(daily: { limit: number; counter: DailyCounter }, at: number): Promise<void> {
+  const day = utcDay(at);
+  const taken = daily.counter.take
+    ? await daily.counter.take(day, daily.limit)
+    : (await daily.counter.get(day)) < daily.limit && (await daily.counter.increment(day), true);
+  if (taken) return;
+  const midnight = Date.parse(`${day}T00:00:00Z`) + 86_400_000;
+  throw new DailyLimitError({
+    detail: `the daily limit of ${daily.limit} upstream submissions (UPSTREAM_DAILY_LIMIT) is spent; it resets at 00:00 UTC`,
+    retryAfterSeconds: Math.ceil((midnight - at) / 1000),
+  });
 }
 
 /** Who is waiting: `visitor` (an `<img>` request), `jobs` (the jobs API), `warm` (cache warming). */
@@ -114,17 +133,7 @@ export function createLimiter(options: LimiterOptions): Limiter {
         await abortable((stamps[0] as number) + WINDOW_MS - at, signal);
         continue;
       }
-      if (options.daily) {
-        const day = utcDay(at);
-        if ((await options.daily.counter.get(day)) >= options.daily.limit) {
-          const midnight = Date.parse(`${day}T00:00:00Z`) + 86_400_000;
-          throw new DailyLimitError({
-            detail: `the daily limit of ${options.daily.limit} upstream submissions (UPSTREAM_DAILY_LIMIT) is spent; it resets at 00:00 UTC`,
-            retryAfterSeconds: Math.ceil((midnight - at) / 1000),
-          });
-        }
-        await options.daily.counter.increment(day);
-      }
+      if (options.daily) await spendDaily(options.daily, at);
       stamps.push(at);
       return;
     }
@@ -198,5 +207,44 @@ export function createLimiter(options: LimiterOptions): Limiter {
         pausedUntil,
       };
     },
+  };
+}
+
+/**
+ * The limiter of a cluster worker: BullMQ holds the slots, the rate and the priorities for every
+ * instance, so a job runs at once; the gate still spends the cluster's daily budget before each
+ * submission and turns an upstream 429 into a pause of the whole queue (`pause`).
+ */
+export function createPassThroughLimiter(options: {
+  daily?: { limit: number; counter: DailyCounter };
+  /** Holds back every worker for `ms` (BullMQ's queue-wide rate limit). */
+  pause: (ms: number) => void;
+  now?: () => number;
+}): Limiter {
+  const now = options.now ?? Date.now;
+  let active = 0;
+  const gate: SubmitGate = {
+    async acquire() {
+      if (options.daily) await spendDaily(options.daily, now());
+    },
+    pauseUntil(epochMs) {
+      const ms = epochMs - now();
+      if (ms > 0) options.pause(ms);
+    },
+  };
+  return {
+    ...gate,
+    async run(job) {
+      active += 1;
+      try {
+        return await job(gate);
+      } finally {
+        active -= 1;
+      }
+    },
+    promote: () => undefined,
+    state: () => undefined,
+    position: () => undefined,
+    stats: () => ({ concurrency: 0, active, pending: 0, pendingByLane: { visitor: 0, jobs: 0, warm: 0 }, windowCount: 0, pausedUntil: 0 }),
   };
 }

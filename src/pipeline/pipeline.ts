@@ -15,8 +15,9 @@ import type { Engine, EngineResult, SourceImage } from '../engines/types.js';
 import { PARAMS, masterKey, variantKey, type UpscaleRequest } from '../params/index.js';
 import { SourceNotFoundError, type SourceInfo } from '../sources/index.js';
 import { decodes, planOutput, renderVariant, variantSpec, type OutputPlan, type RenderedVariant } from '../transform/index.js';
-import { OutputTooLargeError, RememberedRejectionError, UpscaleTimeoutError } from './errors.js';
+import { MasterUnreadableError, OutputTooLargeError, RememberedRejectionError, UpscaleTimeoutError } from './errors.js';
 import type { Lane, Limiter } from './limiter.js';
+import type { MasterQueue } from '../queue/types.js';
 import { SingleFlight } from '../single-flight.js';
 import type { PipelineCache, PipelineObserver, PipelineSources, PreparedUpscale, UpscaleResult } from './types.js';
 
@@ -49,6 +50,11 @@ export interface PipelineOptions {
    * embedded engine beside a paid one (absent: the primary is local, and `local` means lanczos).
    */
   placeholder?: { kind: Placeholder; afterMs: number; local?: { engine: Engine; limiter: Limiter } };
+  /**
+   * Cluster mode: masters are made by whichever worker takes the job (BullMQ), under the
+   * cluster's budget; this instance waits, then reads the master from the shared tiers.
+   */
+  queue?: MasterQueue;
   /** Told about joins, engine calls and limiter waits (metrics). */
   observer?: PipelineObserver;
   now?: () => number;
@@ -138,6 +144,26 @@ export function createPipeline(options: PipelineOptions) {
     };
   }
 
+  /**
+   * Cluster mode: the job goes to the queue (joining the same master's job from any instance);
+   * once a worker has stored the master, it is read from the shared tiers (Redis, the object
+   * store). A rejection the worker met is remembered there by the worker.
+   */
+  async function viaQueue(queue: MasterQueue, key: string, request: UpscaleRequest, lane: Lane): Promise<MasterOutcome> {
+    const started = process.hrtime.bigint();
+    // The source must be known here too: an unknown one is this instance's 404, not a job.
+    if (!(await sources.head(request.source))) throw sourceNotFound(request.source, 'hash');
+    await queue.make({ masterKey: key, source: request.source, params: request.clarity, lane });
+    const made = await cache.get(`master:${key}`);
+    if (!made) {
+      throw new MasterUnreadableError({
+        detail: 'a worker made this image, but it is not readable from this instance (larger than REDIS_MAX_VALUE_BYTES without MASTER_STORE=s3?)',
+        retryAfterSeconds: 5,
+      });
+    }
+    return { entry: made.entry, tier: 'engine', engineMs: MS(started) };
+  }
+
   /** Joins identical work in flight, or starts it; a joiner never inherits the starter's `OwnRefusal`. */
   async function shared<T>(flight: SingleFlight<T>, kind: 'variant' | 'master', key: string, work: () => Promise<T>): Promise<T> {
     for (;;) {
@@ -175,6 +201,7 @@ export function createPipeline(options: PipelineOptions) {
           throw new NotAdmitted('miss refused', { cause: error });
         }
       }
+      if (options.queue && eng === engine) return viaQueue(options.queue, key, request, how.lane);
       const source = await loadSource(request.source, 'hash');
       // Only an engine that acts on the mask needs it (the local engine does not).
       const mask = request.clarity.mask && eng.honors.has('mask') ? await loadSource(request.clarity.mask, 'mask') : undefined;
@@ -426,6 +453,8 @@ export function createPipeline(options: PipelineOptions) {
 
   /** Whether a master is waiting for a limiter slot or being made, and its place in line. */
   function masterState(key: string): { state: 'queued' | 'running'; position?: number } | undefined {
+    const clustered = options.queue?.state(key);
+    if (clustered) return clustered;
     const state = limiter.state(key);
     if (!state) return masters.has(key) ? { state: 'running' } : undefined;
     const position = limiter.position(key);
